@@ -1,0 +1,55 @@
+//! The top-level error: one variant per domain, each wrapping that domain's
+//! own `thiserror` enum, plus the process exit-code policy.
+//!
+//! Exit codes: 0 success, 1 a check failed (audit, verify, smoke), 2 usage or
+//! infrastructure error. A failed check is not an `Error`: commands return
+//! [`Outcome::CheckFailed`] for it, so that the error path stays reserved for
+//! "hermetic could not do its job".
+
+/// Result of a library operation.
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// What a command concluded when it ran to completion.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Outcome {
+    /// Everything worked and every check passed.
+    Success,
+    /// The command ran, but a check it performs failed (exit code 1).
+    CheckFailed,
+}
+
+/// Any error hermetic reports to the user.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error(transparent)]
+    Engine(#[from] crate::engine::EngineError),
+    #[error(transparent)]
+    Catalog(#[from] crate::catalog::CatalogError),
+    #[error(transparent)]
+    Elf(#[from] crate::elf::ElfError),
+    #[error(transparent)]
+    Archive(#[from] crate::archive::ArchiveError),
+    #[error(transparent)]
+    Recipe(#[from] crate::recipe::RecipeError),
+    #[error("{0}")]
+    Io(#[from] std::io::Error),
+    /// Bad arguments that clap could not catch (e.g. an unknown baseline).
+    #[error("{0}")]
+    Usage(String),
+}
+
+impl Error {
+    /// A line the user can act on, printed after the error itself.
+    pub fn help(&self) -> Option<String> {
+        match self {
+            Error::Engine(e) => e.help(),
+            Error::Catalog(e) => e.help(),
+            _ => None,
+        }
+    }
+
+    /// The process exit code for this error (always 2: infrastructure/usage).
+    pub fn exit_code(&self) -> u8 {
+        2
+    }
+}

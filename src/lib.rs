@@ -1,0 +1,18 @@
+//! hermetic: self-contained, relocatable Python application bundles, built
+//! inside pinned builder images, audited against a glibc baseline, and
+//! reproducible bit for bit.
+//!
+//! The binary (`src/main.rs`) is a thin layer over this library: it parses
+//! the command line (`src/cli.rs`), converts it into the settings types
+//! defined here, and calls one function per subcommand.
+
+pub mod archive;
+pub mod catalog;
+pub mod elf;
+pub mod engine;
+pub mod error;
+pub mod paths;
+pub mod progress;
+pub mod recipe;
+
+pub use error::{Error, Outcome, Result};
