@@ -1,9 +1,10 @@
-//! Command-line types (clap derive) and their conversion into library settings.
-//! Nothing here does work: `main.rs` dispatches each subcommand to the library.
-
-use std::path::PathBuf;
+//! Command-line types (clap derive) and their conversion into library
+//! settings. Nothing here does work: `main.rs` hands each subcommand to one
+//! library call. Precedence is CLI > environment > recipe > defaults.
 
 use clap::{Args, Parser, Subcommand};
+use hermetic::app;
+use hermetic::catalog::Glibc;
 
 /// Self-contained, relocatable Python application bundles for any Linux newer
 /// than a chosen glibc baseline.
@@ -14,36 +15,107 @@ pub struct Cli {
     #[arg(short, long, action = clap::ArgAction::Count, global = true)]
     pub verbose: u8,
 
-    #[command(flatten)]
-    pub engine: EngineArgs,
+    /// Engine socket or URL (unix:///path, /path, tcp://host:port); overrides
+    /// DOCKER_HOST and CONTAINER_HOST.
+    #[arg(long, global = true, value_name = "SOCKET")]
+    pub engine_socket: Option<String>,
 
     #[command(subcommand)]
     pub command: Command,
 }
 
-/// How to reach the container engine.
-#[derive(Debug, Args)]
-pub struct EngineArgs {
-    /// Engine socket or URL (unix:///path, tcp://host:port); overrides
-    /// DOCKER_HOST and CONTAINER_HOST.
-    #[arg(long, global = true, value_name = "SOCKET")]
-    pub engine_socket: Option<String>,
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Builder images: list the catalog, build local builders and bases.
+    #[command(subcommand)]
+    Images(ImagesCommand),
+    /// Run a command inside the pinned builder for a baseline (offline and
+    /// without capabilities unless --network is given).
+    Exec(ExecArgs),
+    /// Remove containers hermetic left behind (e.g. after kill -9).
+    Gc(GcArgs),
 }
 
 #[derive(Debug, Subcommand)]
-pub enum Command {
-    /// Audit every ELF file in a directory or archive against a glibc baseline.
-    Audit(AuditArgs),
+pub enum ImagesCommand {
+    /// Every baseline's builder and every runtime base, and whether present.
+    List {
+        /// Print JSON on stdout.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Make a local builder (from Debian's mirror) or a runtime base image.
+    Build(ImagesBuildArgs),
 }
 
 #[derive(Debug, Args)]
-pub struct AuditArgs {
-    /// Directory or archive (.tar, .tar.gz) to audit.
-    pub path: PathBuf,
-    /// glibc baseline, e.g. 2.28.
+pub struct ImagesBuildArgs {
+    /// Baseline(s) of the local builder(s) to make, e.g. 2.31 or 2.31,2.36.
+    #[arg(long, value_delimiter = ',', required_unless_present = "base")]
+    pub glibc: Vec<Glibc>,
+    /// Runtime base(s) to make, by Debian suite (e.g. trixie).
+    #[arg(long, value_delimiter = ',')]
+    pub base: Vec<String>,
+    /// Rebuild even when a cached image matches the inputs.
     #[arg(long)]
-    pub glibc: String,
-    /// Print the report as JSON on stdout.
+    pub force: bool,
+    /// Print JSON on stdout.
     #[arg(long)]
     pub json: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct ExecArgs {
+    /// Baseline whose builder to use.
+    #[arg(long)]
+    pub glibc: Glibc,
+    /// Use this image instead of the catalog's (name@sha256:… or image ID);
+    /// it is still checked against the baseline.
+    #[arg(long, value_name = "IMAGE")]
+    pub builder_image: Option<String>,
+    /// Allow network access (and hand in the host's CA bundle).
+    #[arg(long)]
+    pub network: bool,
+    /// The command and its arguments.
+    #[arg(last = true, required = true)]
+    pub command: Vec<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct GcArgs {
+    /// Print JSON on stdout.
+    #[arg(long)]
+    pub json: bool,
+}
+
+impl Cli {
+    /// Settings shared by every command.
+    pub fn global(&self) -> app::GlobalSettings {
+        app::GlobalSettings {
+            engine_socket: self.engine_socket.clone(),
+            verbose: self.verbose,
+        }
+    }
+}
+
+impl From<ImagesBuildArgs> for app::ImagesBuildSettings {
+    fn from(a: ImagesBuildArgs) -> Self {
+        app::ImagesBuildSettings {
+            glibc: a.glibc,
+            bases: a.base,
+            force: a.force,
+            json: a.json,
+        }
+    }
+}
+
+impl From<ExecArgs> for app::ExecSettings {
+    fn from(a: ExecArgs) -> Self {
+        app::ExecSettings {
+            glibc: a.glibc,
+            builder_image: a.builder_image,
+            network: a.network,
+            command: a.command,
+        }
+    }
 }

@@ -36,6 +36,9 @@ pub enum Error {
     /// Bad arguments that clap could not catch (e.g. an unknown baseline).
     #[error("{0}")]
     Usage(String),
+    /// SIGINT or SIGTERM arrived; hermetic's containers were removed.
+    #[error("interrupted by signal {signal}; removed hermetic's containers")]
+    Interrupted { signal: i32 },
 }
 
 impl Error {
@@ -48,8 +51,12 @@ impl Error {
         }
     }
 
-    /// The process exit code for this error (always 2: infrastructure/usage).
+    /// The process exit code: 128 + signal after an interrupt, else 2
+    /// (infrastructure or usage error).
     pub fn exit_code(&self) -> u8 {
-        2
+        match self {
+            Error::Interrupted { signal } => 128u8.saturating_add(*signal as u8),
+            _ => 2,
+        }
     }
 }

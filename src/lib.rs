@@ -6,6 +6,7 @@
 //! the command line (`src/cli.rs`), converts it into the settings types
 //! defined here, and calls one function per subcommand.
 
+pub mod app;
 pub mod archive;
 pub mod catalog;
 pub mod elf;

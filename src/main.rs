@@ -1,12 +1,13 @@
 //! `hermetic` binary: parse arguments, set up tracing, start tokio, dispatch
 //! one library call per subcommand and map the result to an exit code.
+//! SIGINT/SIGTERM remove the containers this process created before exiting.
 
 mod cli;
 
 use std::process::ExitCode;
 
 use clap::Parser;
-use hermetic::{Error, Outcome};
+use hermetic::{Error, Outcome, app};
 
 fn main() -> ExitCode {
     let cli = cli::Cli::parse();
@@ -18,7 +19,13 @@ fn main() -> ExitCode {
         Ok(rt) => rt,
         Err(e) => return report(Error::Io(e)),
     };
-    match runtime.block_on(dispatch(cli)) {
+    let result = runtime.block_on(async {
+        tokio::select! {
+            result = dispatch(cli) => result,
+            signal = app::shutdown_signal() => Err(app::interrupted(signal).await),
+        }
+    });
+    match result {
         Ok(Outcome::Success) => ExitCode::SUCCESS,
         Ok(Outcome::CheckFailed) => ExitCode::from(1),
         Err(e) => report(e),
@@ -26,8 +33,16 @@ fn main() -> ExitCode {
 }
 
 async fn dispatch(cli: cli::Cli) -> hermetic::Result<Outcome> {
+    let global = cli.global();
     match cli.command {
-        cli::Command::Audit(_args) => Err(Error::Usage("audit is not implemented yet".into())),
+        cli::Command::Images(cli::ImagesCommand::List { json }) => {
+            app::images_list(&global, json).await
+        }
+        cli::Command::Images(cli::ImagesCommand::Build(args)) => {
+            app::images_build(&global, args.into()).await
+        }
+        cli::Command::Exec(args) => app::exec(&global, args.into()).await,
+        cli::Command::Gc(args) => app::gc(&global, args.json).await,
     }
 }
 

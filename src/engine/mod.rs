@@ -1,15 +1,235 @@
 //! The container engine layer: the only code that imports bollard.
+//!
+//! Data flow: [`connect`] finds a Docker or Podman socket, checks it answers,
+//! tells the two apart from `/version`, and negotiates the API version. The
+//! resulting [`Engine`] creates labelled containers ([`container`]), moves
+//! files in and out of them as tar streams (no bind mounts, so a remote
+//! engine works too), and imports, builds, pulls and inspects images
+//! ([`image`]). Every container is registered while it lives so that a
+//! Ctrl-C or SIGTERM can remove it ([`cleanup_live_containers`]); `hermetic gc`
+//! removes leftovers of processes that were killed outright.
 
-/// Errors talking to the container engine.
+mod connect;
+mod container;
+mod image;
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+pub use connect::{ConnectOptions, EngineEndpoint, candidate_endpoints, connect};
+pub use container::{
+    CA_ENV, CA_PATH, Container, ContainerSpec, ExecOutput, ExecSpec, GcReport, Network,
+    cleanup_live_containers,
+};
+pub use image::{BuildImageSpec, ImageInfo, split_pinned};
+
+/// Label set on every container hermetic creates; its value is the build id.
+pub const LABEL_BUILD_ID: &str = "io.hermetic.build-id";
+/// Label naming what a container or image is for (e.g. `fetch`, `build`, `builder`).
+pub const LABEL_ROLE: &str = "io.hermetic.role";
+
+/// Which engine answers on the socket. Differences between them live in the
+/// capability methods below, never in string checks at call sites.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum EngineKind {
+    Docker,
+    Podman,
+}
+
+impl EngineKind {
+    /// Podman stores unqualified local names under `localhost/`; Docker does not.
+    pub fn local_image_name(self, name: &str) -> String {
+        match self {
+            EngineKind::Docker => name.to_string(),
+            EngineKind::Podman
+                if name.contains('/')
+                    && name
+                        .split('/')
+                        .next()
+                        .is_some_and(|h| h.contains('.') || h == "localhost") =>
+            {
+                name.to_string()
+            }
+            EngineKind::Podman => format!("localhost/{name}"),
+        }
+    }
+
+    /// The classic Docker builder and Podman's compat API both accept a tar
+    /// build context; Podman ignores `rm`, Docker needs it to drop
+    /// intermediate containers.
+    pub fn build_needs_rm(self) -> bool {
+        matches!(self, EngineKind::Docker)
+    }
+}
+
+impl std::fmt::Display for EngineKind {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            EngineKind::Docker => "docker",
+            EngineKind::Podman => "podman",
+        })
+    }
+}
+
+/// A connected, version-negotiated container engine.
+#[derive(Clone)]
+pub struct Engine {
+    docker: bollard::Docker,
+    kind: EngineKind,
+    endpoint: EngineEndpoint,
+    server_version: String,
+    api_version: String,
+    stream_output: bool,
+}
+
+impl std::fmt::Debug for Engine {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Engine")
+            .field("kind", &self.kind)
+            .field("endpoint", &self.endpoint)
+            .field("server_version", &self.server_version)
+            .field("api_version", &self.api_version)
+            .finish()
+    }
+}
+
+/// Facts about the engine, for `--json` output and build records.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct EngineInfo {
+    pub kind: EngineKind,
+    pub endpoint: String,
+    pub server_version: String,
+    pub api_version: String,
+}
+
+impl Engine {
+    /// Which engine this is.
+    pub fn kind(&self) -> EngineKind {
+        self.kind
+    }
+
+    /// Facts about the engine.
+    pub fn info(&self) -> EngineInfo {
+        EngineInfo {
+            kind: self.kind,
+            endpoint: self.endpoint.to_string(),
+            server_version: self.server_version.clone(),
+            api_version: self.api_version.clone(),
+        }
+    }
+
+    /// Show container output on stderr as it arrives (`-v`). It is always
+    /// written to the run's log file regardless.
+    pub fn set_stream_output(&mut self, on: bool) {
+        self.stream_output = on;
+    }
+}
+
+/// Errors talking to the container engine. Each names the thing involved.
 #[derive(Debug, thiserror::Error)]
 pub enum EngineError {
-    #[error("{0}")]
-    Other(String),
+    #[error("no container engine reachable; tried {}", tried.join(", "))]
+    NotReachable { tried: Vec<String> },
+
+    #[error("cannot connect to the container engine at {endpoint}: {reason}")]
+    Connect { endpoint: String, reason: String },
+
+    #[error("permission denied on the engine socket {socket}")]
+    PermissionDenied { socket: PathBuf },
+
+    #[error("engine at {endpoint} did not answer within {}s", timeout.as_secs())]
+    Timeout { endpoint: String, timeout: Duration },
+
+    #[error("image {reference} is not present and could not be pulled: {reason}")]
+    ImageUnavailable {
+        reference: String,
+        reason: String,
+        hint: Option<String>,
+    },
+
+    #[error("pulled image {reference} has digest(s) {}, not the pinned {expected}", got.join(", "))]
+    DigestMismatch {
+        reference: String,
+        expected: String,
+        got: Vec<String>,
+    },
+
+    #[error("image reference {reference} is not pinned by digest (expected name@sha256:<64 hex>)")]
+    NotPinned { reference: String },
+
+    #[error("building image {tag} failed: {reason} (log: {})", log.display())]
+    Build {
+        tag: String,
+        reason: String,
+        log: PathBuf,
+    },
+
+    #[error("importing rootfs {} as {tag} failed: {reason}", tarball.display())]
+    Import {
+        tarball: PathBuf,
+        tag: String,
+        reason: String,
+    },
+
+    #[error("container {container}: {action} failed: {source}")]
+    Container {
+        container: String,
+        action: &'static str,
+        #[source]
+        source: bollard::errors::Error,
+    },
+
+    #[error("{path} not found in container {container}")]
+    PathNotFound { container: String, path: String },
+
+    #[error("engine request {action} failed: {source}")]
+    Api {
+        action: &'static str,
+        #[source]
+        source: bollard::errors::Error,
+    },
+
+    #[error("{action}: {source}")]
+    Io {
+        action: String,
+        #[source]
+        source: std::io::Error,
+    },
 }
 
 impl EngineError {
     /// A line the user can act on.
     pub fn help(&self) -> Option<String> {
-        None
+        match self {
+            EngineError::NotReachable { .. } | EngineError::Connect { .. } | EngineError::Timeout { .. } => Some(
+                "start an engine (`systemctl start docker`, `dockerd &`, or `podman system service --time=0 &`) \
+                 or point hermetic at one with --engine-socket, DOCKER_HOST or CONTAINER_HOST"
+                    .into(),
+            ),
+            EngineError::PermissionDenied { .. } => Some(
+                "run as a user in the `docker` group (or root), or use a rootless Podman socket \
+                 ($XDG_RUNTIME_DIR/podman/podman.sock)"
+                    .into(),
+            ),
+            EngineError::ImageUnavailable { hint, .. } => hint.clone(),
+            EngineError::Build { .. } => Some("rerun with -v to see the build output as it runs".into()),
+            _ => None,
+        }
     }
+
+    fn api(action: &'static str) -> impl FnOnce(bollard::errors::Error) -> EngineError {
+        move |source| EngineError::Api { action, source }
+    }
+}
+
+/// True when a bollard error is the engine's 404 (no such image/container/path).
+fn is_not_found(err: &bollard::errors::Error) -> bool {
+    matches!(
+        err,
+        bollard::errors::Error::DockerResponseServerError {
+            status_code: 404,
+            ..
+        }
+    )
 }

@@ -1,0 +1,255 @@
+//! One function per subcommand: turns settings into library calls and
+//! prints results (text for people, `--json` for machines) on stdout.
+//! Logs and progress go to stderr.
+
+use std::io::Write;
+
+use serde::Serialize;
+
+use crate::catalog::{self, Glibc};
+use crate::engine::{self, ConnectOptions, ContainerSpec, Engine, ExecSpec, Network};
+use crate::{Error, Outcome, Result};
+
+/// Settings every command shares.
+#[derive(Debug, Clone, Default)]
+pub struct GlobalSettings {
+    pub engine_socket: Option<String>,
+    pub verbose: u8,
+}
+
+/// `hermetic images build`.
+#[derive(Debug, Clone)]
+pub struct ImagesBuildSettings {
+    pub glibc: Vec<Glibc>,
+    pub bases: Vec<String>,
+    pub force: bool,
+    pub json: bool,
+}
+
+/// `hermetic exec`.
+#[derive(Debug, Clone)]
+pub struct ExecSettings {
+    pub glibc: Glibc,
+    pub builder_image: Option<String>,
+    pub network: bool,
+    pub command: Vec<String>,
+}
+
+/// Connects to the engine named by the settings (or found by default).
+pub async fn connect(global: &GlobalSettings) -> Result<Engine> {
+    let mut engine = engine::connect(&ConnectOptions {
+        socket: global.engine_socket.clone(),
+    })
+    .await?;
+    engine.set_stream_output(global.verbose > 0);
+    Ok(engine)
+}
+
+/// `hermetic images list [--json]`.
+pub async fn images_list(global: &GlobalSettings, json: bool) -> Result<Outcome> {
+    let engine = connect(global).await?;
+    let rows = catalog::list(&engine).await?;
+    if json {
+        print_json(&rows)?;
+    } else {
+        let mut out = std::io::stdout().lock();
+        writeln!(
+            out,
+            "{:<8} {:<6} {:<9} {:<9} {:<8} REFERENCE / IMAGE ID",
+            "ROLE", "GLIBC", "SOURCE", "SUITE", "PRESENT"
+        )?;
+        for r in rows {
+            let source = match r.source {
+                catalog::Source::Upstream => "upstream",
+                catalog::Source::Local => "local",
+            };
+            let present = match (r.present, r.stale) {
+                (true, true) => "stale",
+                (true, false) => "yes",
+                (false, _) => "no",
+            };
+            let what = match (&r.reference, &r.image_id) {
+                (Some(reference), Some(id)) if !reference.contains('@') => {
+                    format!("{reference} ({id})")
+                }
+                (Some(reference), _) => reference.clone(),
+                (None, _) => "(not built: hermetic images build)".into(),
+            };
+            writeln!(
+                out,
+                "{:<8} {:<6} {:<9} {:<9} {:<8} {what}",
+                r.role,
+                r.glibc.to_string(),
+                source,
+                r.suite.as_deref().unwrap_or("-"),
+                present
+            )?;
+        }
+    }
+    Ok(Outcome::Success)
+}
+
+/// `hermetic images build --glibc …` / `--base …`.
+pub async fn images_build(
+    global: &GlobalSettings,
+    settings: ImagesBuildSettings,
+) -> Result<Outcome> {
+    let engine = connect(global).await?;
+    #[derive(Serialize)]
+    struct Row {
+        kind: &'static str,
+        name: String,
+        #[serde(flatten)]
+        image: catalog::ReadyImage,
+    }
+    let mut rows = Vec::new();
+    for suite in &settings.bases {
+        let image = catalog::ensure_base(&engine, suite, settings.force).await?;
+        rows.push(Row {
+            kind: "base",
+            name: suite.clone(),
+            image,
+        });
+    }
+    for glibc in &settings.glibc {
+        let image = catalog::build_local_builder(&engine, *glibc, settings.force).await?;
+        rows.push(Row {
+            kind: "builder",
+            name: format!("glibc {glibc}"),
+            image,
+        });
+    }
+    if settings.json {
+        print_json(&rows)?;
+    } else {
+        for r in rows {
+            let how = if r.image.cached { "cached" } else { "built" };
+            println!(
+                "{} {}: {} {} ({how}, {:.1}s)",
+                r.kind,
+                r.name,
+                r.image.tag,
+                r.image.image_id,
+                r.image.elapsed_ms as f64 / 1000.0
+            );
+        }
+    }
+    Ok(Outcome::Success)
+}
+
+/// `hermetic exec --glibc X -- cmd…`: one command in a fresh builder
+/// container, output streamed, container removed afterwards.
+pub async fn exec(global: &GlobalSettings, settings: ExecSettings) -> Result<Outcome> {
+    let mut engine = connect(global).await?;
+    engine.set_stream_output(true);
+    let builder =
+        catalog::resolve_builder(&engine, settings.glibc, settings.builder_image.as_deref())
+            .await?;
+    let network = if settings.network {
+        Network::Default
+    } else {
+        Network::None
+    };
+    let mut env = Vec::new();
+    let ca = if settings.network {
+        Some(host_ca_bundle()?)
+    } else {
+        None
+    };
+    if ca.is_some() {
+        env.extend(engine::CA_ENV.iter().map(|(k, v)| format!("{k}={v}")));
+    }
+    let spec = ContainerSpec {
+        image: builder.image_id.clone(),
+        build_id: format!("exec-{}", std::process::id()),
+        role: "exec".into(),
+        network,
+        hardened: !settings.network,
+        env,
+    };
+    let container = engine.create_container(&spec).await?;
+    let result = async {
+        if let Some(pem) = &ca {
+            container.install_ca_bundle(pem).await?;
+        }
+        container
+            .exec(&ExecSpec {
+                cmd: settings.command.clone(),
+                ..Default::default()
+            })
+            .await
+    }
+    .await;
+    container.remove().await;
+    let output = result?;
+    Ok(if output.exit_code == 0 {
+        Outcome::Success
+    } else {
+        Outcome::CheckFailed
+    })
+}
+
+/// `hermetic gc`.
+pub async fn gc(global: &GlobalSettings, json: bool) -> Result<Outcome> {
+    let engine = connect(global).await?;
+    let report = engine.gc().await?;
+    if json {
+        print_json(&report)?;
+    } else {
+        println!("removed {} container(s)", report.removed.len());
+    }
+    Ok(Outcome::Success)
+}
+
+/// The host's CA bundle (`$SSL_CERT_FILE`, else the system bundle), handed
+/// to containers that fetch so TLS-inspecting proxies are trusted.
+pub fn host_ca_bundle() -> Result<Vec<u8>> {
+    let candidates = std::env::var_os("SSL_CERT_FILE")
+        .map(std::path::PathBuf::from)
+        .into_iter()
+        .chain(
+            [
+                "/etc/ssl/certs/ca-certificates.crt",
+                "/etc/pki/tls/certs/ca-bundle.crt",
+            ]
+            .map(Into::into),
+        );
+    for path in candidates {
+        if path.is_file() {
+            return Ok(fs_err::read(&path)?);
+        }
+    }
+    Err(Error::Usage(
+        "no CA bundle found: set SSL_CERT_FILE to the host's CA bundle".into(),
+    ))
+}
+
+/// Resolves when SIGINT or SIGTERM arrives; returns the signal's number.
+pub async fn shutdown_signal() -> i32 {
+    use tokio::signal::unix::{SignalKind, signal};
+    let (Ok(mut int), Ok(mut term)) = (
+        signal(SignalKind::interrupt()),
+        signal(SignalKind::terminate()),
+    ) else {
+        // Without signal handlers, never resolve: the command runs unguarded.
+        return std::future::pending().await;
+    };
+    tokio::select! {
+        _ = int.recv() => libc::SIGINT,
+        _ = term.recv() => libc::SIGTERM,
+    }
+}
+
+/// Cleans up after a signal and returns the error to exit with.
+pub async fn interrupted(signal: i32) -> Error {
+    let removed = engine::cleanup_live_containers().await;
+    tracing::warn!(removed, "interrupted; removed hermetic's containers");
+    Error::Interrupted { signal }
+}
+
+fn print_json<T: Serialize + ?Sized>(value: &T) -> Result<()> {
+    let mut out = std::io::stdout().lock();
+    serde_json::to_writer_pretty(&mut out, value).map_err(std::io::Error::other)?;
+    writeln!(out)?;
+    Ok(())
+}

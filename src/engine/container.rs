@@ -1,0 +1,665 @@
+//! Containers: create (labelled, optionally offline and hardened), run
+//! commands with streamed output, copy files in and out as tar, remove.
+//!
+//! A container's main process is an idle `sleep infinity` under the engine's
+//! init; each step runs through the exec API. That keeps one filesystem
+//! across steps (copy in, build, repair, copy out) while each step gets its
+//! own user, environment and exit code. Every container is put in a process
+//! wide registry while it lives: [`cleanup_live_containers`] (called by the
+//! binary on SIGINT/SIGTERM) removes whatever is still there.
+
+use std::collections::{HashMap, VecDeque};
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, LazyLock, Mutex};
+
+use bollard::exec::{StartExecOptions, StartExecResults};
+use bollard::models::{ContainerCreateBody, ExecConfig, HostConfig};
+use bollard::query_parameters::{
+    CreateContainerOptionsBuilder, DownloadFromContainerOptionsBuilder,
+    ListContainersOptionsBuilder, RemoveContainerOptionsBuilder, UploadToContainerOptionsBuilder,
+};
+use futures_util::{StreamExt, TryStreamExt};
+use tokio::io::AsyncWriteExt;
+use tracing::{debug, info, instrument, warn};
+
+use super::{Engine, EngineError, LABEL_BUILD_ID, LABEL_ROLE, is_not_found};
+
+/// Containers created by this process and not yet removed, by id.
+static LIVE: LazyLock<Mutex<HashMap<String, bollard::Docker>>> = LazyLock::new(Default::default);
+
+/// Where the host's CA bundle is put in containers that fetch.
+pub const CA_PATH: &str = "/etc/hermetic/ca-certificates.crt";
+
+/// Environment that points TLS clients in a fetching container at [`CA_PATH`].
+pub const CA_ENV: &[(&str, &str)] = &[
+    ("SSL_CERT_FILE", CA_PATH),
+    ("PIP_CERT", CA_PATH),
+    ("REQUESTS_CA_BUNDLE", CA_PATH),
+    ("CURL_CA_BUNDLE", CA_PATH),
+];
+
+/// How many trailing output lines an error message quotes.
+const TAIL_LINES: usize = 25;
+
+/// Network access for a container.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Network {
+    /// The engine's default bridge: used by fetch steps only.
+    Default,
+    /// `network_mode: none`: build steps.
+    None,
+}
+
+/// What container to create.
+#[derive(Debug, Clone)]
+pub struct ContainerSpec {
+    /// Image to run, by ID or pinned reference.
+    pub image: String,
+    /// Build id put in the `io.hermetic.build-id` label (and log file name).
+    pub build_id: String,
+    /// Role label value, e.g. `fetch`, `build`, `smoke`, `exec`.
+    pub role: String,
+    pub network: Network,
+    /// Drop all capabilities and set `no-new-privileges`.
+    pub hardened: bool,
+    /// Environment for every step.
+    pub env: Vec<String>,
+}
+
+/// One command to run in a container.
+#[derive(Debug, Clone, Default)]
+pub struct ExecSpec {
+    pub cmd: Vec<String>,
+    /// `uid:gid` or a user name; `None` runs as the image's user.
+    pub user: Option<String>,
+    pub workdir: Option<String>,
+    pub env: Vec<String>,
+}
+
+impl ExecSpec {
+    /// A shell command line run with `sh -c`.
+    pub fn shell(script: impl Into<String>) -> Self {
+        ExecSpec {
+            cmd: vec!["/bin/sh".into(), "-c".into(), script.into()],
+            ..Default::default()
+        }
+    }
+
+    /// Runs as this user.
+    pub fn user(mut self, user: impl Into<String>) -> Self {
+        self.user = Some(user.into());
+        self
+    }
+}
+
+/// The result of one exec.
+#[derive(Debug, Clone)]
+pub struct ExecOutput {
+    pub exit_code: i64,
+    /// Complete stdout (kept: steps like `ldconfig -p` are parsed).
+    pub stdout: String,
+    /// The last lines of combined output, for error messages.
+    pub tail: Vec<String>,
+}
+
+/// A running container. Remove it with [`Container::remove`]; if the process
+/// is interrupted, [`cleanup_live_containers`] does.
+pub struct Container {
+    engine: Engine,
+    id: String,
+    log_path: PathBuf,
+    log: Arc<Mutex<fs_err::File>>,
+}
+
+/// What `hermetic gc` removed.
+#[derive(Debug, Clone, Default, serde::Serialize)]
+pub struct GcReport {
+    pub removed: Vec<String>,
+}
+
+impl Engine {
+    /// Creates and starts a labelled container that idles until steps are
+    /// exec'd into it.
+    #[instrument(skip_all, fields(image = %spec.image, role = %spec.role))]
+    pub async fn create_container(&self, spec: &ContainerSpec) -> Result<Container, EngineError> {
+        let labels = HashMap::from([
+            (LABEL_BUILD_ID.to_string(), spec.build_id.clone()),
+            (LABEL_ROLE.to_string(), spec.role.clone()),
+        ]);
+        let host_config = HostConfig {
+            init: Some(true),
+            network_mode: (spec.network == Network::None).then(|| "none".to_string()),
+            cap_drop: spec.hardened.then(|| vec!["ALL".to_string()]),
+            security_opt: spec.hardened.then(|| vec!["no-new-privileges".to_string()]),
+            ..Default::default()
+        };
+        let body = ContainerCreateBody {
+            image: Some(spec.image.clone()),
+            cmd: Some(vec!["sleep".into(), "infinity".into()]),
+            entrypoint: Some(vec![]),
+            env: Some(spec.env.clone()),
+            labels: Some(labels),
+            network_disabled: (spec.network == Network::None).then_some(true),
+            host_config: Some(host_config),
+            ..Default::default()
+        };
+        let name = format!(
+            "hermetic-{}-{}-{}",
+            spec.role,
+            short(&spec.build_id),
+            unique_suffix()
+        );
+        let options = CreateContainerOptionsBuilder::default().name(&name).build();
+        let created = self
+            .docker
+            .create_container(Some(options), body)
+            .await
+            .map_err(|source| {
+                if is_not_found(&source) {
+                    EngineError::ImageUnavailable {
+                        reference: spec.image.clone(),
+                        reason: "no such image in the engine".into(),
+                        hint: None,
+                    }
+                } else {
+                    EngineError::Container {
+                        container: name.clone(),
+                        action: "create",
+                        source,
+                    }
+                }
+            })?;
+        let id = created.id;
+        register(&self.docker, &id);
+        let log_path = crate::paths::log_dir().join(format!("{}-{}.log", spec.build_id, name));
+        let log = open_log(&log_path)?;
+        let container = Container {
+            engine: self.clone(),
+            id: id.clone(),
+            log_path,
+            log: Arc::new(Mutex::new(log)),
+        };
+        if let Err(source) = self.docker.start_container(&id, None).await {
+            container.remove().await;
+            return Err(EngineError::Container {
+                container: name,
+                action: "start",
+                source,
+            });
+        }
+        debug!(container = %short(&id), "container started");
+        Ok(container)
+    }
+
+    /// Removes every container carrying hermetic's label, running or not.
+    pub async fn gc(&self) -> Result<GcReport, EngineError> {
+        let filters = HashMap::from([("label", vec![LABEL_BUILD_ID])]);
+        let options = ListContainersOptionsBuilder::default()
+            .all(true)
+            .filters(&filters)
+            .build();
+        let list = self
+            .docker
+            .list_containers(Some(options))
+            .await
+            .map_err(EngineError::api("list containers"))?;
+        let mut report = GcReport::default();
+        for c in list {
+            let Some(id) = c.id else { continue };
+            let options = RemoveContainerOptionsBuilder::default()
+                .force(true)
+                .v(true)
+                .build();
+            match self.docker.remove_container(&id, Some(options)).await {
+                Ok(()) => report.removed.push(id),
+                Err(e) if is_not_found(&e) => {}
+                Err(source) => {
+                    return Err(EngineError::Container {
+                        container: id,
+                        action: "remove",
+                        source,
+                    });
+                }
+            }
+        }
+        Ok(report)
+    }
+
+    /// Lists the ids of containers carrying hermetic's label (all states).
+    pub async fn labelled_containers(&self) -> Result<Vec<String>, EngineError> {
+        let filters = HashMap::from([("label", vec![LABEL_BUILD_ID])]);
+        let options = ListContainersOptionsBuilder::default()
+            .all(true)
+            .filters(&filters)
+            .build();
+        let list = self
+            .docker
+            .list_containers(Some(options))
+            .await
+            .map_err(EngineError::api("list containers"))?;
+        Ok(list.into_iter().filter_map(|c| c.id).collect())
+    }
+}
+
+impl Container {
+    /// The container's id.
+    pub fn id(&self) -> &str {
+        &self.id
+    }
+
+    /// The log file every step's output is appended to.
+    pub fn log_path(&self) -> &Path {
+        &self.log_path
+    }
+
+    /// Runs one command, streaming its output to the log (and to stderr with
+    /// `-v`), and returns its exit code and output.
+    #[instrument(skip_all, fields(container = %short(&self.id)))]
+    pub async fn exec(&self, spec: &ExecSpec) -> Result<ExecOutput, EngineError> {
+        let docker = &self.engine.docker;
+        let config = ExecConfig {
+            attach_stdout: Some(true),
+            attach_stderr: Some(true),
+            cmd: Some(spec.cmd.clone()),
+            env: (!spec.env.is_empty()).then(|| spec.env.clone()),
+            user: spec.user.clone(),
+            working_dir: spec.workdir.clone(),
+            ..Default::default()
+        };
+        let err = |action, source| EngineError::Container {
+            container: short(&self.id).to_string(),
+            action,
+            source,
+        };
+        let exec = docker
+            .create_exec(&self.id, config)
+            .await
+            .map_err(|e| err("exec create", e))?;
+        self.log_line(&format!("$ {}", spec.cmd.join(" ")));
+        let started = docker
+            .start_exec(
+                &exec.id,
+                Some(StartExecOptions {
+                    detach: false,
+                    tty: false,
+                    output_capacity: Some(1 << 20),
+                }),
+            )
+            .await
+            .map_err(|e| err("exec start", e))?;
+        let mut stdout = String::new();
+        let mut tail: VecDeque<String> = VecDeque::new();
+        if let StartExecResults::Attached { mut output, .. } = started {
+            while let Some(chunk) = output.next().await {
+                let chunk = chunk.map_err(|e| err("exec output", e))?;
+                let is_stdout = matches!(chunk, bollard::container::LogOutput::StdOut { .. });
+                let text = String::from_utf8_lossy(&chunk.into_bytes()).into_owned();
+                if is_stdout {
+                    stdout.push_str(&text);
+                }
+                self.log_raw(&text);
+                if self.engine.stream_output {
+                    eprint!("{text}");
+                }
+                for line in text.lines() {
+                    if tail.len() == TAIL_LINES {
+                        tail.pop_front();
+                    }
+                    tail.push_back(line.to_string());
+                }
+            }
+        }
+        let inspect = docker
+            .inspect_exec(&exec.id)
+            .await
+            .map_err(|e| err("exec inspect", e))?;
+        let exit_code = inspect.exit_code.unwrap_or(-1);
+        self.log_line(&format!("[exit {exit_code}]"));
+        Ok(ExecOutput {
+            exit_code,
+            stdout,
+            tail: tail.into(),
+        })
+    }
+
+    /// Copies a host directory's contents into `dest` (created if missing)
+    /// inside the container, as one tar stream.
+    pub async fn copy_dir_in(&self, host_dir: &Path, dest: &str) -> Result<(), EngineError> {
+        let tmp = tempfile::NamedTempFile::new().map_err(|e| io_err("create temp tar", e))?;
+        let src = host_dir.to_path_buf();
+        let file = tmp.reopen().map_err(|e| io_err("open temp tar", e))?;
+        tokio::task::spawn_blocking(move || -> std::io::Result<()> {
+            let mut builder = tar::Builder::new(std::io::BufWriter::new(file));
+            builder.follow_symlinks(false);
+            builder.append_dir_all(".", &src)?;
+            builder.into_inner()?.flush()
+        })
+        .await
+        .map_err(|e| io_err("tar task", std::io::Error::other(e)))?
+        .map_err(|e| io_err(&format!("tar {}", host_dir.display()), e))?;
+        self.mkdir(dest).await?;
+        self.upload_tar_file(tmp.path(), dest).await
+    }
+
+    /// Uploads a tar file and unpacks it at `dest` (which must exist).
+    pub async fn upload_tar_file(&self, tar_path: &Path, dest: &str) -> Result<(), EngineError> {
+        let file = tokio::fs::File::open(tar_path)
+            .await
+            .map_err(|e| io_err(&format!("open {}", tar_path.display()), e))?;
+        let stream = tokio_util::io::ReaderStream::new(file);
+        let options = UploadToContainerOptionsBuilder::default()
+            .path(dest)
+            .build();
+        self.engine
+            .docker
+            .upload_to_container(&self.id, Some(options), bollard::body_try_stream(stream))
+            .await
+            .map_err(|source| EngineError::Container {
+                container: short(&self.id).into(),
+                action: "copy in",
+                source,
+            })
+    }
+
+    /// Puts one file (e.g. a CA bundle) at `dest_dir/name` with the given mode.
+    pub async fn put_file(
+        &self,
+        dest_dir: &str,
+        name: &str,
+        contents: &[u8],
+        mode: u32,
+    ) -> Result<(), EngineError> {
+        let mut builder = tar::Builder::new(Vec::new());
+        let mut header = tar::Header::new_gnu();
+        header.set_size(contents.len() as u64);
+        header.set_mode(mode);
+        header.set_cksum();
+        builder
+            .append_data(&mut header, name, contents)
+            .map_err(|e| io_err("build tar", e))?;
+        let data = builder.into_inner().map_err(|e| io_err("build tar", e))?;
+        self.mkdir(dest_dir).await?;
+        let options = UploadToContainerOptionsBuilder::default()
+            .path(dest_dir)
+            .build();
+        self.engine
+            .docker
+            .upload_to_container(&self.id, Some(options), bollard::body_full(data.into()))
+            .await
+            .map_err(|source| EngineError::Container {
+                container: short(&self.id).into(),
+                action: "copy in",
+                source,
+            })
+    }
+
+    /// Installs the host's CA bundle at [`CA_PATH`] (see [`CA_ENV`]).
+    pub async fn install_ca_bundle(&self, pem: &[u8]) -> Result<(), EngineError> {
+        let (dir, name) = CA_PATH.rsplit_once('/').unwrap_or(("/", CA_PATH));
+        self.put_file(dir, name, pem, 0o644).await
+    }
+
+    /// Streams `path` out of the container as a tar archive into `dest_file`.
+    pub async fn copy_out(&self, path: &str, dest_file: &Path) -> Result<u64, EngineError> {
+        let options = DownloadFromContainerOptionsBuilder::default()
+            .path(path)
+            .build();
+        let mut stream = self
+            .engine
+            .docker
+            .download_from_container(&self.id, Some(options));
+        let mut out = tokio::fs::File::create(dest_file)
+            .await
+            .map_err(|e| io_err(&format!("create {}", dest_file.display()), e))?;
+        let mut written = 0u64;
+        while let Some(chunk) = stream.next().await {
+            let chunk = chunk.map_err(|source| {
+                if is_not_found(&source) {
+                    EngineError::PathNotFound {
+                        container: short(&self.id).into(),
+                        path: path.into(),
+                    }
+                } else {
+                    EngineError::Container {
+                        container: short(&self.id).into(),
+                        action: "copy out",
+                        source,
+                    }
+                }
+            })?;
+            written += chunk.len() as u64;
+            out.write_all(&chunk)
+                .await
+                .map_err(|e| io_err(&format!("write {}", dest_file.display()), e))?;
+        }
+        out.flush()
+            .await
+            .map_err(|e| io_err(&format!("write {}", dest_file.display()), e))?;
+        Ok(written)
+    }
+
+    /// Reads one regular file (following symlinks, at most `limit` bytes).
+    pub async fn read_file(&self, path: &str, limit: u64) -> Result<Vec<u8>, EngineError> {
+        let mut current = path.to_string();
+        for _ in 0..8 {
+            let options = DownloadFromContainerOptionsBuilder::default()
+                .path(&current)
+                .build();
+            let bytes: Vec<u8> = self
+                .engine
+                .docker
+                .download_from_container(&self.id, Some(options))
+                .map_ok(|b| b.to_vec())
+                .try_concat()
+                .await
+                .map_err(|source| {
+                    if is_not_found(&source) {
+                        EngineError::PathNotFound {
+                            container: short(&self.id).into(),
+                            path: current.clone(),
+                        }
+                    } else {
+                        EngineError::Container {
+                            container: short(&self.id).into(),
+                            action: "read file",
+                            source,
+                        }
+                    }
+                })?;
+            match first_entry(&bytes, limit)
+                .map_err(|e| io_err(&format!("read {current} from container"), e))?
+            {
+                Entry::File(data) => return Ok(data),
+                Entry::Link(target) => current = resolve_link(&current, &target),
+            }
+        }
+        Err(io_err(
+            &format!("read {path}"),
+            std::io::Error::other("too many levels of symbolic links"),
+        ))
+    }
+
+    /// Creates a directory (and parents) as root.
+    pub async fn mkdir(&self, dir: &str) -> Result<(), EngineError> {
+        let out = self
+            .exec(&ExecSpec {
+                cmd: vec!["mkdir".into(), "-p".into(), dir.into()],
+                user: Some("0:0".into()),
+                ..Default::default()
+            })
+            .await?;
+        if out.exit_code != 0 {
+            return Err(io_err(
+                &format!("mkdir {dir} in container"),
+                std::io::Error::other(out.tail.join("\n")),
+            ));
+        }
+        Ok(())
+    }
+
+    /// Force-removes the container (and its anonymous volumes). Never fails:
+    /// a removal error is logged, and `hermetic gc` catches what is left.
+    pub async fn remove(self) {
+        let options = RemoveContainerOptionsBuilder::default()
+            .force(true)
+            .v(true)
+            .build();
+        match self
+            .engine
+            .docker
+            .remove_container(&self.id, Some(options))
+            .await
+        {
+            Ok(()) => debug!(container = %short(&self.id), "container removed"),
+            Err(e) if is_not_found(&e) => {}
+            Err(e) => {
+                warn!(container = %short(&self.id), error = %e, "could not remove container; `hermetic gc` will")
+            }
+        }
+        unregister(&self.id);
+    }
+
+    fn log_raw(&self, text: &str) {
+        if let Ok(mut f) = self.log.lock() {
+            let _ = f.write_all(text.as_bytes());
+        }
+    }
+
+    fn log_line(&self, line: &str) {
+        self.log_raw(&format!("{line}\n"));
+    }
+}
+
+enum Entry {
+    File(Vec<u8>),
+    Link(String),
+}
+
+fn first_entry(tar_bytes: &[u8], limit: u64) -> std::io::Result<Entry> {
+    let mut archive = tar::Archive::new(tar_bytes);
+    let mut entries = archive.entries()?;
+    let Some(entry) = entries.next() else {
+        return Err(std::io::Error::other("empty archive"));
+    };
+    let mut entry = entry?;
+    let kind = entry.header().entry_type();
+    if kind.is_symlink() {
+        let target = entry
+            .link_name()?
+            .ok_or_else(|| std::io::Error::other("symlink without target"))?;
+        return Ok(Entry::Link(target.to_string_lossy().into_owned()));
+    }
+    if !kind.is_file() {
+        return Err(std::io::Error::other("not a regular file"));
+    }
+    if entry.size() > limit {
+        return Err(std::io::Error::other(format!(
+            "file is {} bytes, more than the {limit} allowed",
+            entry.size()
+        )));
+    }
+    let mut data = Vec::with_capacity(entry.size() as usize);
+    std::io::Read::read_to_end(&mut entry, &mut data)?;
+    Ok(Entry::File(data))
+}
+
+/// Resolves a symlink target relative to the link's directory.
+fn resolve_link(link: &str, target: &str) -> String {
+    if target.starts_with('/') {
+        return target.to_string();
+    }
+    let dir = link.rsplit_once('/').map(|(d, _)| d).unwrap_or("");
+    format!("{dir}/{target}")
+}
+
+fn open_log(path: &Path) -> Result<fs_err::File, EngineError> {
+    if let Some(dir) = path.parent() {
+        fs_err::create_dir_all(dir).map_err(|e| io_err("create log directory", e))?;
+    }
+    fs_err::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(path)
+        .map_err(|e| io_err("open log file", e))
+}
+
+fn io_err(action: &str, source: std::io::Error) -> EngineError {
+    EngineError::Io {
+        action: action.to_string(),
+        source,
+    }
+}
+
+fn register(docker: &bollard::Docker, id: &str) {
+    if let Ok(mut live) = LIVE.lock() {
+        live.insert(id.to_string(), docker.clone());
+    }
+}
+
+fn unregister(id: &str) {
+    if let Ok(mut live) = LIVE.lock() {
+        live.remove(id);
+    }
+}
+
+/// Removes every container this process created and has not removed yet.
+/// Called by the binary when SIGINT or SIGTERM arrives.
+pub async fn cleanup_live_containers() -> usize {
+    let live: Vec<(String, bollard::Docker)> = match LIVE.lock() {
+        Ok(mut live) => live.drain().collect(),
+        Err(_) => return 0,
+    };
+    let count = live.len();
+    for (id, docker) in live {
+        let options = RemoveContainerOptionsBuilder::default()
+            .force(true)
+            .v(true)
+            .build();
+        match docker.remove_container(&id, Some(options)).await {
+            Ok(()) => info!(container = %short(&id), "removed container on interrupt"),
+            Err(e) if is_not_found(&e) => {}
+            Err(e) => {
+                warn!(container = %short(&id), error = %e, "could not remove container on interrupt")
+            }
+        }
+    }
+    count
+}
+
+/// First 12 characters of an id, as the engines print them.
+pub(crate) fn short(id: &str) -> &str {
+    let id = id.strip_prefix("sha256:").unwrap_or(id);
+    &id[..id.len().min(12)]
+}
+
+fn unique_suffix() -> String {
+    use std::sync::atomic::{AtomicU64, Ordering};
+    static COUNTER: AtomicU64 = AtomicU64::new(0);
+    let n = COUNTER.fetch_add(1, Ordering::Relaxed);
+    format!("{}-{n}", std::process::id())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn links_resolve_relative_to_their_directory() {
+        assert_eq!(
+            resolve_link("/lib/x86_64-linux-gnu/libc.so.6", "libc-2.31.so"),
+            "/lib/x86_64-linux-gnu/libc-2.31.so"
+        );
+        assert_eq!(
+            resolve_link("/lib64/libc.so.6", "/usr/lib64/libc.so.6"),
+            "/usr/lib64/libc.so.6"
+        );
+    }
+
+    #[test]
+    fn short_ids() {
+        assert_eq!(short("sha256:0123456789abcdef"), "0123456789ab");
+        assert_eq!(short("abc"), "abc");
+    }
+}

@@ -1,0 +1,334 @@
+//! Images: inspect, pull by digest (and check the digest), import a rootfs
+//! tarball, build from a Dockerfile context, tag and remove.
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+
+use bollard::query_parameters::{
+    BuildImageOptionsBuilder, CreateImageOptionsBuilder, RemoveImageOptionsBuilder,
+};
+use futures_util::StreamExt;
+use tracing::{debug, info, instrument};
+
+use super::{Engine, EngineError, is_not_found};
+use crate::progress;
+
+/// What hermetic needs to know about an image present in the engine.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct ImageInfo {
+    /// The image ID (`sha256:<hex>`): the digest of its config.
+    pub id: String,
+    pub repo_tags: Vec<String>,
+    /// `name@sha256:<manifest digest>` for images that came from a registry.
+    pub repo_digests: Vec<String>,
+    pub labels: HashMap<String, String>,
+    pub size: i64,
+}
+
+/// A Dockerfile build request: the context is a tar file on the host.
+#[derive(Debug, Clone)]
+pub struct BuildImageSpec {
+    pub context_tar: PathBuf,
+    /// Path of the Dockerfile inside the context.
+    pub dockerfile: String,
+    pub tag: String,
+    pub build_args: HashMap<String, String>,
+    pub labels: HashMap<String, String>,
+    /// Log file that receives the builder's output.
+    pub log: PathBuf,
+}
+
+impl Engine {
+    /// Inspects an image; `Ok(None)` when the engine does not have it.
+    pub async fn inspect_image(&self, reference: &str) -> Result<Option<ImageInfo>, EngineError> {
+        match self.docker.inspect_image(reference).await {
+            Ok(img) => Ok(Some(ImageInfo {
+                id: img.id.unwrap_or_default(),
+                repo_tags: img.repo_tags.unwrap_or_default(),
+                repo_digests: img.repo_digests.unwrap_or_default(),
+                labels: img.config.and_then(|c| c.labels).unwrap_or_default(),
+                size: img.size.unwrap_or_default(),
+            })),
+            Err(e) if is_not_found(&e) => Ok(None),
+            Err(source) => Err(EngineError::Api {
+                action: "inspect image",
+                source,
+            }),
+        }
+    }
+
+    /// Makes sure an image pinned as `name@sha256:<digest>` is present,
+    /// pulling it with a progress bar when it is not, and refuses an image
+    /// whose registry digest is not the pinned one.
+    #[instrument(skip_all, fields(reference = %reference))]
+    pub async fn ensure_pinned(
+        &self,
+        reference: &str,
+        hint: Option<String>,
+    ) -> Result<ImageInfo, EngineError> {
+        let (_, digest) = split_pinned(reference)?;
+        let info = match self.inspect_image(reference).await? {
+            Some(info) => info,
+            None => {
+                self.pull(reference, hint).await?;
+                self.inspect_image(reference).await?.ok_or_else(|| {
+                    EngineError::ImageUnavailable {
+                        reference: reference.into(),
+                        reason: "the engine reported success but has no such image".into(),
+                        hint: None,
+                    }
+                })?
+            }
+        };
+        if !info
+            .repo_digests
+            .iter()
+            .any(|d| d.ends_with(&format!("@{digest}")))
+        {
+            return Err(EngineError::DigestMismatch {
+                reference: reference.into(),
+                expected: digest.into(),
+                got: info.repo_digests.clone(),
+            });
+        }
+        Ok(info)
+    }
+
+    async fn pull(&self, reference: &str, hint: Option<String>) -> Result<(), EngineError> {
+        info!("pulling {reference}");
+        let options = CreateImageOptionsBuilder::default()
+            .from_image(reference)
+            .build();
+        let mut stream = self.docker.create_image(Some(options), None, None);
+        let bar = progress::bytes(format!("pull {reference}"), None);
+        let mut layers: HashMap<String, (i64, i64)> = HashMap::new();
+        while let Some(item) = stream.next().await {
+            let item = item.map_err(|e| EngineError::ImageUnavailable {
+                reference: reference.into(),
+                reason: e.to_string(),
+                hint: hint.clone(),
+            })?;
+            if let (Some(id), Some(detail)) = (item.id, item.progress_detail) {
+                if let (Some(cur), Some(total)) = (detail.current, detail.total) {
+                    layers.insert(id, (cur, total));
+                    let (cur, total) = layers
+                        .values()
+                        .fold((0, 0), |(a, b), (c, t)| (a + c, b + t));
+                    bar.set_length(total.max(0) as u64);
+                    bar.set_position(cur.max(0) as u64);
+                }
+            }
+        }
+        bar.finish_and_clear();
+        Ok(())
+    }
+
+    /// Imports a rootfs tarball as an image (`POST /images/create?fromSrc=-`)
+    /// and returns its image ID.
+    #[instrument(skip_all, fields(tag = %tag))]
+    pub async fn import_rootfs(
+        &self,
+        tarball: &Path,
+        tag: &str,
+        changes: &[String],
+    ) -> Result<String, EngineError> {
+        let import_err = |reason: String| EngineError::Import {
+            tarball: tarball.into(),
+            tag: tag.into(),
+            reason,
+        };
+        let (repo, tag_part) = tag.rsplit_once(':').unwrap_or((tag, "latest"));
+        let file = tokio::fs::File::open(tarball)
+            .await
+            .map_err(|e| import_err(e.to_string()))?;
+        let size = file.metadata().await.map(|m| m.len()).ok();
+        let bar = progress::bytes(format!("import {tag}"), size);
+        let counted = {
+            let bar = bar.clone();
+            tokio_util::io::ReaderStream::new(file).inspect(move |chunk| {
+                if let Ok(c) = chunk {
+                    bar.inc(c.len() as u64);
+                }
+            })
+        };
+        let mut options = CreateImageOptionsBuilder::default()
+            .from_src("-")
+            .repo(repo)
+            .tag(tag_part);
+        if !changes.is_empty() {
+            options = options.changes(changes.to_vec());
+        }
+        let mut stream = self.docker.create_image(
+            Some(options.build()),
+            Some(bollard::body_try_stream(counted)),
+            None,
+        );
+        while let Some(item) = stream.next().await {
+            item.map_err(|e| import_err(e.to_string()))?;
+        }
+        bar.finish_and_clear();
+        let info = self
+            .inspect_image(tag)
+            .await?
+            .ok_or_else(|| import_err("image missing after import".into()))?;
+        Ok(info.id)
+    }
+
+    /// Builds an image from a Dockerfile context with the classic builder,
+    /// streaming its output to the log (and to stderr with `-v`).
+    #[instrument(skip_all, fields(tag = %spec.tag))]
+    pub async fn build_image(&self, spec: &BuildImageSpec) -> Result<String, EngineError> {
+        let build_err = |reason: String| EngineError::Build {
+            tag: spec.tag.clone(),
+            reason,
+            log: spec.log.clone(),
+        };
+        if let Some(dir) = spec.log.parent() {
+            fs_err::create_dir_all(dir).map_err(|e| build_err(e.to_string()))?;
+        }
+        let mut log = fs_err::File::create(&spec.log).map_err(|e| build_err(e.to_string()))?;
+        let file = tokio::fs::File::open(&spec.context_tar)
+            .await
+            .map_err(|e| build_err(e.to_string()))?;
+        let options = BuildImageOptionsBuilder::default()
+            .dockerfile(&spec.dockerfile)
+            .t(&spec.tag)
+            .rm(self.kind.build_needs_rm())
+            .forcerm(true)
+            .buildargs(&spec.build_args)
+            .labels(&spec.labels)
+            .build();
+        let body = bollard::body_try_stream(tokio_util::io::ReaderStream::new(file));
+        let mut stream = self.docker.build_image(options, None, Some(body));
+        let phase = progress::Phase::start("image-build", format!("building {}", spec.tag));
+        let mut image_id = None;
+        let mut last_lines: Vec<String> = Vec::new();
+        while let Some(item) = stream.next().await {
+            let item = match item {
+                Ok(item) => item,
+                Err(bollard::errors::Error::DockerStreamError { error }) => {
+                    return Err(build_err(format!("{error}{}", tail_suffix(&last_lines))));
+                }
+                Err(e) => return Err(build_err(e.to_string())),
+            };
+            if let Some(text) = item.stream.as_deref() {
+                use std::io::Write;
+                let _ = log.write_all(text.as_bytes());
+                if self.stream_output {
+                    eprint!("{text}");
+                }
+                for line in text.lines() {
+                    if line.starts_with("Step ") {
+                        phase.set_message(format!("{}: {}", spec.tag, truncate(line, 100)));
+                    }
+                    last_lines.push(line.to_string());
+                }
+                if last_lines.len() > 40 {
+                    last_lines.drain(..last_lines.len() - 40);
+                }
+            }
+            if let Some(detail) = item.error_detail {
+                return Err(build_err(format!(
+                    "{}{}",
+                    detail.message.unwrap_or_default(),
+                    tail_suffix(&last_lines)
+                )));
+            }
+            if let Some(id) = item.aux.and_then(|aux| aux.id) {
+                image_id = Some(id);
+            }
+        }
+        phase.finish();
+        match image_id {
+            Some(id) => Ok(id),
+            None => Ok(self
+                .inspect_image(&spec.tag)
+                .await?
+                .ok_or_else(|| build_err("no image produced".into()))?
+                .id),
+        }
+    }
+
+    /// Removes an image by tag or id (not forced: an image in use stays).
+    pub async fn remove_image(&self, reference: &str) -> Result<(), EngineError> {
+        let options = RemoveImageOptionsBuilder::default().build();
+        match self
+            .docker
+            .remove_image(reference, Some(options), None)
+            .await
+        {
+            Ok(_) => Ok(()),
+            Err(e) if is_not_found(&e) => Ok(()),
+            Err(source) => Err(EngineError::Api {
+                action: "remove image",
+                source,
+            }),
+        }
+    }
+
+    /// Tags an image (`repo:tag`).
+    pub async fn tag_image(&self, image: &str, tag: &str) -> Result<(), EngineError> {
+        let (repo, tag_part) = tag.rsplit_once(':').unwrap_or((tag, "latest"));
+        let options = bollard::query_parameters::TagImageOptionsBuilder::default()
+            .repo(repo)
+            .tag(tag_part)
+            .build();
+        debug!(image, tag, "tagging image");
+        self.docker
+            .tag_image(image, Some(options))
+            .await
+            .map_err(|source| EngineError::Api {
+                action: "tag image",
+                source,
+            })
+    }
+}
+
+/// Splits `name@sha256:<64 hex>` into its name and digest.
+pub fn split_pinned(reference: &str) -> Result<(&str, &str), EngineError> {
+    let not_pinned = || EngineError::NotPinned {
+        reference: reference.into(),
+    };
+    let (name, digest) = reference.rsplit_once('@').ok_or_else(not_pinned)?;
+    let hex = digest.strip_prefix("sha256:").ok_or_else(not_pinned)?;
+    if name.is_empty()
+        || hex.len() != 64
+        || !hex
+            .bytes()
+            .all(|b| b.is_ascii_hexdigit() && !b.is_ascii_uppercase())
+    {
+        return Err(not_pinned());
+    }
+    Ok((name, digest))
+}
+
+fn tail_suffix(lines: &[String]) -> String {
+    let start = lines.len().saturating_sub(12);
+    if lines[start..].is_empty() {
+        String::new()
+    } else {
+        format!("\n  | {}", lines[start..].join("\n  | "))
+    }
+}
+
+fn truncate(s: &str, max: usize) -> &str {
+    match s.char_indices().nth(max) {
+        Some((i, _)) => &s[..i],
+        None => s,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn pinned_references() {
+        let r = "quay.io/pypa/manylinux_2_28_x86_64@sha256:0c87ccb5996dab6c3b7612ee4fda7b80c4ab3c44a86c2541e4a872afdf4f131b";
+        let (name, digest) = split_pinned(r).unwrap();
+        assert_eq!(name, "quay.io/pypa/manylinux_2_28_x86_64");
+        assert!(digest.starts_with("sha256:0c87"));
+        assert!(split_pinned("debian:bookworm").is_err());
+        assert!(split_pinned("x@sha256:abc").is_err());
+    }
+}
