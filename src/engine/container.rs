@@ -227,9 +227,17 @@ impl Engine {
         Ok(report)
     }
 
-    /// Lists the ids of containers carrying hermetic's label (all states).
-    pub async fn labelled_containers(&self) -> Result<Vec<String>, EngineError> {
-        let filters = HashMap::from([("label", vec![LABEL_BUILD_ID])]);
+    /// Lists the ids of containers carrying hermetic's label (all states),
+    /// only those of one build when `build_id` is given.
+    pub async fn labelled_containers(
+        &self,
+        build_id: Option<&str>,
+    ) -> Result<Vec<String>, EngineError> {
+        let label = match build_id {
+            Some(id) => format!("{LABEL_BUILD_ID}={id}"),
+            None => LABEL_BUILD_ID.to_string(),
+        };
+        let filters = HashMap::from([("label", vec![label])]);
         let options = ListContainersOptionsBuilder::default()
             .all(true)
             .filters(&filters)

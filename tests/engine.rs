@@ -1,0 +1,288 @@
+//! The engine layer against the real engine: container round trip, labels
+//! and cleanup on interrupt, and the errors a user sees for a bad socket.
+
+mod common;
+
+use std::os::unix::fs::PermissionsExt;
+use std::path::Path;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use hermetic::engine::{ContainerSpec, ExecSpec, Network};
+
+fn spec(image: &str, build_id: &str) -> ContainerSpec {
+    ContainerSpec {
+        image: image.to_string(),
+        build_id: build_id.to_string(),
+        role: "test".into(),
+        network: Network::None,
+        hardened: true,
+        env: vec![],
+    }
+}
+
+/// Writes a small tree with the cases that break naive copies: nested dirs,
+/// an empty file, binary content, an executable, a symlink, a long name.
+fn make_tree(root: &Path) {
+    fs_err::create_dir_all(root.join("a/b/c")).unwrap();
+    fs_err::write(root.join("empty"), b"").unwrap();
+    let binary: Vec<u8> = (0..200_000u32)
+        .map(|i| (i.wrapping_mul(2654435761) >> 13) as u8)
+        .collect();
+    fs_err::write(root.join("a/b/c/blob.bin"), &binary).unwrap();
+    fs_err::write(root.join("a/run.sh"), b"#!/bin/sh\necho hi\n").unwrap();
+    fs_err::set_permissions(
+        root.join("a/run.sh"),
+        std::fs::Permissions::from_mode(0o755),
+    )
+    .unwrap();
+    std::os::unix::fs::symlink("b/c/blob.bin", root.join("a/link")).unwrap();
+    fs_err::write(root.join(format!("a/{}", "n".repeat(150))), b"long name").unwrap();
+}
+
+/// Every file's relative path, kind, executable bit and content.
+fn snapshot(root: &Path) -> Vec<(String, String)> {
+    let mut out = Vec::new();
+    for entry in walkdir::WalkDir::new(root).sort_by_file_name() {
+        let entry = entry.unwrap();
+        let rel = entry
+            .path()
+            .strip_prefix(root)
+            .unwrap()
+            .display()
+            .to_string();
+        let meta = entry.path().symlink_metadata().unwrap();
+        let what = if meta.file_type().is_symlink() {
+            format!(
+                "link:{}",
+                fs_err::read_link(entry.path()).unwrap().display()
+            )
+        } else if meta.is_dir() {
+            "dir".to_string()
+        } else {
+            let exec = meta.permissions().mode() & 0o111 != 0;
+            format!(
+                "file:{exec}:{}",
+                hex::encode(sha2::Sha256::digest(fs_err::read(entry.path()).unwrap()))
+            )
+        };
+        out.push((rel, what));
+    }
+    out
+}
+
+use sha2::Digest;
+
+#[tokio::test]
+async fn round_trip_through_a_container_is_byte_identical() {
+    let Some(engine) = common::engine_or_skip("round_trip").await else {
+        return;
+    };
+    let image = common::base_image(&engine, "trixie").await;
+    let work = tempfile::tempdir().unwrap();
+    let src = work.path().join("src");
+    make_tree(&src);
+
+    let container = engine
+        .create_container(&spec(&image, "test-roundtrip"))
+        .await
+        .unwrap();
+    let result = async {
+        container.copy_dir_in(&src, "/work/in").await?;
+        let out = container
+            .exec(&ExecSpec::shell(
+                "cp -a /work/in /work/out && ls -R /work/out | wc -l",
+            ))
+            .await?;
+        assert_eq!(out.exit_code, 0, "{:?}", out.tail);
+        let tar = work.path().join("out.tar");
+        container.copy_out("/work/out", &tar).await?;
+        Ok::<_, hermetic::engine::EngineError>(tar)
+    }
+    .await;
+    container.remove().await;
+    let tar = result.unwrap();
+
+    let dest = work.path().join("dest");
+    fs_err::create_dir_all(&dest).unwrap();
+    tar::Archive::new(fs_err::File::open(&tar).unwrap())
+        .unpack(&dest)
+        .unwrap();
+    assert_eq!(snapshot(&src), snapshot(&dest.join("out")));
+}
+
+#[tokio::test]
+async fn exec_reports_exit_code_and_output() {
+    let Some(engine) = common::engine_or_skip("exec_exit_code").await else {
+        return;
+    };
+    let image = common::base_image(&engine, "trixie").await;
+    let container = engine
+        .create_container(&spec(&image, "test-exec"))
+        .await
+        .unwrap();
+    let ok = container
+        .exec(&ExecSpec::shell("echo out; echo err >&2; exit 7"))
+        .await;
+    let offline = container
+        .exec(&ExecSpec::shell(
+            "cat /sys/class/net/*/operstate 2>/dev/null; ls /sys/class/net",
+        ))
+        .await;
+    let whoami = container
+        .exec(&ExecSpec::shell("id -u").user("1000:1000"))
+        .await;
+    container.remove().await;
+    let ok = ok.unwrap();
+    assert_eq!(ok.exit_code, 7);
+    assert_eq!(ok.stdout, "out\n");
+    assert!(ok.tail.contains(&"err".to_string()), "{:?}", ok.tail);
+    // network_mode none: only the loopback interface exists.
+    assert_eq!(offline.unwrap().stdout.lines().last(), Some("lo"));
+    assert_eq!(whoami.unwrap().stdout.trim(), "1000");
+    assert!(
+        engine
+            .labelled_containers(Some("test-exec"))
+            .await
+            .unwrap()
+            .is_empty()
+    );
+}
+
+#[tokio::test]
+async fn missing_path_in_container_is_named() {
+    let Some(engine) = common::engine_or_skip("missing_path").await else {
+        return;
+    };
+    let image = common::base_image(&engine, "trixie").await;
+    let container = engine
+        .create_container(&spec(&image, "test-missing"))
+        .await
+        .unwrap();
+    let err = container.read_file("/no/such/file", 1024).await;
+    container.remove().await;
+    let err = err.unwrap_err().to_string();
+    assert!(err.contains("/no/such/file"), "{err}");
+}
+
+#[tokio::test]
+async fn sigint_removes_the_running_container() {
+    let Some(engine) = common::engine_or_skip("sigint_cleanup").await else {
+        return;
+    };
+    let image = common::base_image(&engine, "trixie").await;
+    let home = tempfile::tempdir().unwrap();
+    let mut child = Command::new(common::hermetic_bin())
+        .args([
+            "exec",
+            "--glibc",
+            "2.41",
+            "--builder-image",
+            &image,
+            "--",
+            "sleep",
+            "300",
+        ])
+        .env("HERMETIC_HOME", home.path())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let build_id = format!("exec-{}", child.id());
+
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let found = engine.labelled_containers(Some(&build_id)).await.unwrap();
+        // The probe container (glibc check) comes and goes; wait for the
+        // exec container, which is the one that stays.
+        if !found.is_empty() && child.try_wait().unwrap().is_none() {
+            tokio::time::sleep(Duration::from_millis(1500)).await;
+            if !engine
+                .labelled_containers(Some(&build_id))
+                .await
+                .unwrap()
+                .is_empty()
+            {
+                break;
+            }
+        }
+        assert!(
+            child.try_wait().unwrap().is_none(),
+            "hermetic exec exited early"
+        );
+        assert!(Instant::now() < deadline, "no labelled container appeared");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    unsafe { libc::kill(child.id() as i32, libc::SIGINT) };
+    let status = child.wait().unwrap();
+    assert_eq!(status.code(), Some(130), "exit status {status:?}");
+    let left = engine.labelled_containers(Some(&build_id)).await.unwrap();
+    assert!(left.is_empty(), "containers left behind: {left:?}");
+}
+
+#[test]
+fn wrong_engine_socket_is_one_clear_error_fast() {
+    let started = Instant::now();
+    let out = Command::new(common::hermetic_bin())
+        .args([
+            "--engine-socket",
+            "/nonexistent/engine.sock",
+            "images",
+            "list",
+        ])
+        .output()
+        .unwrap();
+    let elapsed = started.elapsed();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert!(elapsed < Duration::from_secs(2), "took {elapsed:?}");
+    let first = stderr.lines().next().unwrap_or_default();
+    assert!(
+        first.starts_with("error: ") && first.contains("/nonexistent/engine.sock"),
+        "{stderr}"
+    );
+    assert!(
+        stderr.lines().filter(|l| l.starts_with("error")).count() == 1,
+        "{stderr}"
+    );
+    assert!(!stderr.contains("panicked"), "{stderr}");
+}
+
+#[test]
+fn engine_that_never_answers_times_out_within_two_seconds() {
+    // A socket that accepts connections and then says nothing.
+    let dir = tempfile::tempdir().unwrap();
+    let sock = dir.path().join("silent.sock");
+    let listener = std::os::unix::net::UnixListener::bind(&sock).unwrap();
+    let holder = std::thread::spawn(move || {
+        let mut held = Vec::new();
+        for stream in listener.incoming().take(4) {
+            held.push(stream);
+        }
+        std::thread::sleep(Duration::from_secs(5));
+    });
+    let started = Instant::now();
+    let out = Command::new(common::hermetic_bin())
+        .args(["--engine-socket", sock.to_str().unwrap(), "gc"])
+        .output()
+        .unwrap();
+    let elapsed = started.elapsed();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert!(elapsed < Duration::from_millis(2500), "took {elapsed:?}");
+    assert!(stderr.contains("did not answer"), "{stderr}");
+    drop(holder);
+}
+
+#[test]
+fn refused_tcp_engine_is_a_clear_error() {
+    let out = Command::new(common::hermetic_bin())
+        .args(["gc"])
+        .env("DOCKER_HOST", "tcp://127.0.0.1:1")
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert!(stderr.contains("tcp://127.0.0.1:1"), "{stderr}");
+    assert!(stderr.contains("help: start an engine"), "{stderr}");
+}
