@@ -8,6 +8,7 @@
 
 pub mod app;
 pub mod archive;
+pub mod bundle;
 pub mod catalog;
 pub mod elf;
 pub mod engine;
