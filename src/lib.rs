@@ -14,6 +14,7 @@ pub mod elf;
 pub mod engine;
 pub mod error;
 pub mod paths;
+pub mod plan;
 pub mod progress;
 pub mod recipe;
 

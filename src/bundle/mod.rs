@@ -13,7 +13,9 @@
 //! app/share/sbom/           app.cdx.json
 //! ```
 
+pub mod launcher;
 pub mod meta;
+pub mod relocate;
 
 pub use meta::{BundleMeta, FetchedInput, InputKind, NativeFile, OsPackage, VendoredLib};
 
