@@ -166,6 +166,7 @@ pub async fn exec(global: &GlobalSettings, settings: ExecSettings) -> Result<Out
         network,
         hardened: !settings.network,
         env,
+        user: None,
     };
     let container = engine.create_container(&spec).await?;
     let result = async {

@@ -455,12 +455,8 @@ pub async fn ensure_base(
             });
         }
     }
-    let work = tempfile::Builder::new()
-        .prefix("hermetic-rootfs-")
-        .tempdir_in(std::env::temp_dir())?;
-    let tarball = work.path().join(format!("{suite}.tar"));
-    let log = paths::log_dir().join(format!("rootfs-{suite}.log"));
-    make_rootfs(suite, &catalog.local, &tarball, &log).await?;
+    let rootfs = ensure_rootfs(suite, force).await?;
+    let tarball = rootfs.path;
     let changes = vec!["CMD [\"/bin/bash\"]".to_string()];
     let image_id = engine.import_rootfs(&tarball, &tag, &changes).await?;
     let locked = LockedImage {
@@ -478,6 +474,71 @@ pub async fn ensure_base(
         cached: false,
         elapsed_ms: ms(started),
     })
+}
+
+/// A suite's minbase rootfs tarball, kept on the host: the base layer of
+/// `hermetic image` and the source of the base image. Pinned by its SHA-256
+/// (mmdebstrap output is bit-identical for the same epoch and packages).
+#[derive(Debug, Clone, Serialize)]
+pub struct RootfsTarball {
+    pub suite: String,
+    pub path: PathBuf,
+    pub sha256: String,
+    pub size: u64,
+    pub glibc: Glibc,
+}
+
+/// Makes (or finds) the rootfs tarball of a suite. Needs no engine.
+pub async fn ensure_rootfs(suite: &str, force: bool) -> Result<RootfsTarball, CatalogError> {
+    let catalog = Catalog::embedded()?;
+    let glibc = catalog
+        .runtime
+        .iter()
+        .find(|r| r.suite == suite)
+        .map(|r| r.glibc)
+        .or_else(|| catalog.builder.iter().find(|b| b.suite.as_deref() == Some(suite)).map(|b| b.glibc))
+        .ok_or_else(|| CatalogError::UnknownSuite {
+            suite: suite.to_string(),
+            known: catalog.runtime.iter().map(|r| r.suite.clone()).collect(),
+        })?;
+    let key = catalog.base_inputs_hash(suite);
+    let dir = paths::home().join("rootfs");
+    fs_err::create_dir_all(&dir)?;
+    let path = dir.join(format!("{suite}-{}.tar", &key[..12]));
+    let sum_path = path.with_extension("tar.sha256");
+    if !force && path.is_file() {
+        if let Ok(recorded) = fs_err::read_to_string(&sum_path) {
+            let (sha256, size) = sha256_file(&path)?;
+            if recorded.trim() == sha256 {
+                return Ok(RootfsTarball { suite: suite.to_string(), path, sha256, size, glibc });
+            }
+            tracing::warn!(path = %path.display(), "cached rootfs does not match its recorded hash; remaking it");
+        }
+    }
+    let tmp = tempfile::Builder::new().prefix(".rootfs-").suffix(".tar").tempfile_in(&dir)?;
+    let log = paths::log_dir().join(format!("rootfs-{suite}.log"));
+    make_rootfs(suite, &catalog.local, tmp.path(), &log).await?;
+    let (sha256, size) = sha256_file(tmp.path())?;
+    tmp.persist(&path).map_err(|e| CatalogError::Io(e.error))?;
+    fs_err::write(&sum_path, format!("{sha256}\n"))?;
+    Ok(RootfsTarball { suite: suite.to_string(), path, sha256, size, glibc })
+}
+
+fn sha256_file(path: &Path) -> Result<(String, u64), CatalogError> {
+    use std::io::Read;
+    let mut file = fs_err::File::open(path)?;
+    let mut hasher = Sha256::new();
+    let mut buf = vec![0u8; 1 << 20];
+    let mut size = 0u64;
+    loop {
+        let n = file.read(&mut buf)?;
+        if n == 0 {
+            break;
+        }
+        hasher.update(&buf[..n]);
+        size += n as u64;
+    }
+    Ok((hex::encode(hasher.finalize()), size))
 }
 
 /// The lock entry if it is current and its image is present; else an image
@@ -722,6 +783,7 @@ pub async fn image_glibc(engine: &Engine, image_id: &str) -> Result<Glibc, Catal
         network: Network::None,
         hardened: true,
         env: vec![],
+        user: None,
     };
     let container = engine.create_container(&spec).await?;
     let mut result = Err(CatalogError::NoLibc {

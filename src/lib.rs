@@ -12,6 +12,7 @@ pub mod bundle;
 pub mod catalog;
 pub mod elf;
 pub mod engine;
+pub mod manifest;
 pub mod error;
 pub mod paths;
 pub mod plan;

@@ -18,6 +18,7 @@ fn spec(image: &str, build_id: &str) -> ContainerSpec {
         network: Network::None,
         hardened: true,
         env: vec![],
+        user: None,
     }
 }
 

@@ -14,9 +14,9 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, LazyLock, Mutex};
 
 use bollard::exec::{StartExecOptions, StartExecResults};
-use bollard::models::{ContainerCreateBody, ExecConfig, HostConfig};
+use bollard::models::{ContainerConfig, ContainerCreateBody, ExecConfig, HostConfig};
 use bollard::query_parameters::{
-    CreateContainerOptionsBuilder, DownloadFromContainerOptionsBuilder,
+    CommitContainerOptionsBuilder, CreateContainerOptionsBuilder, DownloadFromContainerOptionsBuilder,
     ListContainersOptionsBuilder, RemoveContainerOptionsBuilder, UploadToContainerOptionsBuilder,
 };
 use futures_util::{StreamExt, TryStreamExt};
@@ -66,6 +66,8 @@ pub struct ContainerSpec {
     pub hardened: bool,
     /// Environment for every step.
     pub env: Vec<String>,
+    /// Default user for every step (`uid:gid`); `None`: the image's user.
+    pub user: Option<String>,
 }
 
 /// One command to run in a container.
@@ -140,6 +142,7 @@ impl Engine {
             cmd: Some(vec!["sleep".into(), "infinity".into()]),
             entrypoint: Some(vec![]),
             env: Some(spec.env.clone()),
+            user: spec.user.clone(),
             labels: Some(labels),
             network_disabled: (spec.network == Network::None).then_some(true),
             host_config: Some(host_config),
@@ -505,6 +508,27 @@ impl Container {
             ));
         }
         Ok(())
+    }
+
+    /// Commits the container's filesystem as a new image tagged `tag` and
+    /// returns the image ID. The idle command is replaced by a shell so the
+    /// image behaves like the one it was made from.
+    pub async fn commit(&self, tag: &str, labels: HashMap<String, String>) -> Result<String, EngineError> {
+        let (repo, tag_part) = tag.rsplit_once(':').unwrap_or((tag, "latest"));
+        let options = CommitContainerOptionsBuilder::default().container(&self.id).repo(repo).tag(tag_part).pause(true).build();
+        let config = ContainerConfig {
+            cmd: Some(vec!["/bin/sh".into()]),
+            entrypoint: Some(vec![]),
+            labels: Some(labels),
+            ..Default::default()
+        };
+        let response = self
+            .engine
+            .docker
+            .commit_container(options, config)
+            .await
+            .map_err(|source| EngineError::Container { container: short(&self.id).into(), action: "commit", source })?;
+        Ok(response.id)
     }
 
     /// Force-removes the container (and its anonymous volumes). Never fails:

@@ -1,0 +1,68 @@
+//! The build record: the JSON document machines hand each other to know
+//! what went into a release and what came out. Canonical: keys sorted (via
+//! `serde_json::Value`'s ordered map), no floats, lists in a fixed order, so
+//! that the same build writes the same bytes.
+
+use serde::{Deserialize, Serialize};
+
+use crate::bundle::{FetchedInput, OsPackage};
+
+/// Format version of the record.
+pub const RECORD_FORMAT: u32 = 1;
+
+/// Everything needed to rebuild a bundle and check the result.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BuildRecord {
+    pub format: u32,
+    pub hermetic_version: String,
+    pub name: String,
+    pub version: String,
+    pub glibc: String,
+    pub recipe: RecordedRecipe,
+    pub source_tree_sha256: String,
+    pub builder: RecordedBuilder,
+    pub system_packages: Vec<OsPackage>,
+    pub inputs: Vec<FetchedInput>,
+    pub source_date_epoch: u64,
+    pub outputs: Vec<RecordedOutput>,
+}
+
+/// The recipe, by path (relative to where hermetic ran) and hash.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RecordedRecipe {
+    pub path: String,
+    pub sha256: String,
+}
+
+/// The builder image.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RecordedBuilder {
+    pub reference: String,
+    pub image_id: String,
+    /// The glibc found inside it.
+    pub glibc: String,
+    /// The derived image with system packages, when there were any.
+    pub derived_image_id: Option<String>,
+}
+
+/// One output file.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RecordedOutput {
+    pub name: String,
+    pub sha256: String,
+    pub size: u64,
+}
+
+impl BuildRecord {
+    /// Canonical JSON bytes.
+    pub fn to_canonical_json(&self) -> Vec<u8> {
+        let value = serde_json::to_value(self).unwrap_or(serde_json::Value::Null);
+        let mut out = serde_json::to_vec_pretty(&value).unwrap_or_default();
+        out.push(b'\n');
+        out
+    }
+}
