@@ -1,10 +1,82 @@
-//! ELF facts (goblin), manylinux policy tables, audit and repair planning.
+//! ELF facts, manylinux policy tables, audit and repair planning.
+//!
+//! Data flows one way through this module:
+//!
+//! 1. [`tree`] walks a directory or reads a tar stream and hands every file
+//!    that carries the ELF magic to [`reader`], in parallel; the reader turns
+//!    bytes into [`reader::ElfFacts`] (goblin does the parsing, nothing here
+//!    writes to disk).
+//! 2. [`policy`] holds the manylinux policy table (embedded data) and answers
+//!    membership questions: is this symbol version allowed, may this library
+//!    come from the host, is this symbol blacklisted.
+//! 3. [`audit`] is facts x policy: it produces an [`audit::AuditReport`] with
+//!    one finding per problem and the oldest baseline the tree satisfies.
+//! 4. [`repair`] is pure planning: given the facts of a bundle and a
+//!    [`repair::LibraryResolver`] (implemented by the engine layer against a
+//!    builder container), it computes which libraries to vendor and which
+//!    `patchelf` edits to make, and renders them as one POSIX sh script.
+//!
+//! Path handling inside a tree (symlinks, `$ORIGIN`, ld.so search order) lives
+//! in [`search`], shared by audit and repair.
 
-/// Errors reading or auditing ELF files.
+pub mod audit;
+pub mod policy;
+pub mod reader;
+pub mod repair;
+pub mod search;
+pub mod tree;
+
+#[cfg(test)]
+pub(crate) mod testelf;
+
+use std::path::PathBuf;
+
+/// Errors reading, auditing or planning the repair of ELF files.
+///
+/// Every variant names the file, baseline or library it is about, so that the
+/// message alone tells the user where to look.
 #[derive(Debug, thiserror::Error)]
 pub enum ElfError {
-    #[error("{0}")]
-    Other(String),
+    /// A file or directory could not be read.
+    #[error("cannot read {}: {source}", path.display())]
+    Io {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    /// The file starts with the ELF magic but cannot be parsed.
+    #[error("{} is not a valid ELF file: {reason}", path.display())]
+    Malformed { path: PathBuf, reason: String },
+    /// The file is named like a shared library but is not an ELF file.
+    #[error("{} is named like a shared library but is not an ELF file ({reason})", path.display())]
+    NotElf { path: PathBuf, reason: String },
+    /// A tar archive could not be read.
+    #[error("cannot read archive {}: {reason}", path.display())]
+    Archive { path: PathBuf, reason: String },
+    /// A tar entry names a path outside the archive root (absolute or `..`).
+    #[error("archive {} has an entry outside its root: {entry}", path.display())]
+    UnsafeArchiveEntry { path: PathBuf, entry: String },
+    /// The glibc baseline has no manylinux policy.
+    #[error("no manylinux policy for glibc {glibc}; known baselines: {known}")]
+    UnknownBaseline { glibc: String, known: String },
+    /// The embedded policy table is broken (a build defect, not a user error).
+    #[error("embedded manylinux policy table is invalid: {reason}")]
+    PolicyTable { reason: String },
+    /// A `libc.so.6` has no `GLIBC_2.x` version definition.
+    #[error("{} defines no GLIBC_2.x symbol version; is it glibc's libc.so.6?", path.display())]
+    NotGlibc { path: PathBuf },
+    /// The library resolver (builder container) failed while looking a library up.
+    #[error("cannot resolve {soname} (needed by {needed_by}): {reason}")]
+    Resolve {
+        soname: String,
+        needed_by: String,
+        reason: String,
+    },
+    /// A repair plan left libraries that no search path provides.
+    #[error("repair cannot find these libraries in the builder: {}", .missing.join(", "))]
+    Unresolved {
+        /// `soname (needed by file)` entries.
+        missing: Vec<String>,
+    },
 }
 
 /// Temporary: replaced by the ELF reader.

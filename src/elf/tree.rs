@@ -1,0 +1,496 @@
+//! A directory or tar archive -> a [`Tree`]: every entry's kind (file,
+//! symlink, hard link) and the [`ElfFacts`] of every ELF file, read in
+//! parallel with rayon.
+//!
+//! Archives are read straight from the tar stream (optionally gzip): nothing
+//! is extracted, links are recorded and never followed outside the tree, and
+//! an entry that escapes the archive root is an error. Path lookups inside
+//! the tree follow symlinks component by component, like the kernel does,
+//! but never leave the tree.
+
+use std::collections::BTreeMap;
+use std::io::Read;
+use std::path::{Component, Path, PathBuf};
+
+use rayon::prelude::*;
+
+use super::ElfError;
+use super::reader::{ElfFacts, has_elf_magic, read_elf};
+use super::search::{expand_origin, parent_dir};
+
+/// How many leading bytes decide what a file is.
+const SNIFF_LEN: u64 = 512;
+/// Symlink hops before a lookup gives up (Linux's own limit).
+const MAX_SYMLINK_HOPS: usize = 40;
+
+/// One entry of a tree, keyed by its `/`-separated path relative to the root.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Entry {
+    /// A regular file that is not ELF.
+    File,
+    /// A regular ELF file; the index into [`Tree::elves`].
+    Elf(usize),
+    /// A symbolic link and its target as written.
+    Symlink(String),
+    /// A tar hard link to another entry (path relative to the root).
+    HardLink(String),
+}
+
+/// Everything the audit and the repair planner know about a tree of files.
+#[derive(Debug, Clone, Default)]
+pub struct Tree {
+    /// The directory or archive the tree was read from.
+    pub root: PathBuf,
+    /// Every file and link (directories are implied).
+    pub entries: BTreeMap<String, Entry>,
+    /// Facts of every ELF file, sorted by path.
+    pub elves: Vec<ElfFacts>,
+}
+
+/// Where ld.so would find one `DT_NEEDED` library of one file, within the tree.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Resolution {
+    /// Found at this real path (links followed) inside the tree.
+    Found(String),
+    /// Not on the file's `$ORIGIN` search path; `elsewhere` lists tree files
+    /// with that name that the search path misses.
+    Missing { elsewhere: Vec<String> },
+}
+
+/// Whether a file name looks like a shared library: `*.so` or `*.so.N[.M…]`.
+pub fn looks_like_shared_library(path: &str) -> bool {
+    let name = path.rsplit('/').next().unwrap_or(path);
+    if name.ends_with(".so") {
+        return true;
+    }
+    name.match_indices(".so.").any(|(at, _)| {
+        let suffix = &name[at + 4..];
+        !suffix.is_empty()
+            && suffix
+                .split('.')
+                .all(|p| !p.is_empty() && p.bytes().all(|b| b.is_ascii_digit()))
+    })
+}
+
+/// GNU ld scripts (e.g. `libc.so` in a `-dev` package) are text files named
+/// like libraries; they are legitimate and never loaded by ld.so.
+fn is_linker_script(prefix: &[u8]) -> bool {
+    let Ok(text) = std::str::from_utf8(prefix) else {
+        return false;
+    };
+    ["GNU ld script", "GROUP", "INPUT", "OUTPUT_FORMAT"]
+        .iter()
+        .any(|k| text.contains(k))
+}
+
+/// Decides what a file is from its bytes (all of them when they carry the ELF
+/// magic, else at least the first [`SNIFF_LEN`]).
+fn examine(rel: &str, bytes: &[u8]) -> Result<Option<ElfFacts>, ElfError> {
+    if has_elf_magic(bytes) {
+        return read_elf(Path::new(rel), bytes);
+    }
+    if looks_like_shared_library(rel) && !is_linker_script(bytes) {
+        let reason = if bytes.is_empty() {
+            "the file is empty"
+        } else {
+            "no ELF magic"
+        };
+        return Err(ElfError::NotElf {
+            path: PathBuf::from(rel),
+            reason: reason.into(),
+        });
+    }
+    Ok(None)
+}
+
+impl Tree {
+    /// Reads a directory, a `.tar`, a `.tar.gz`/`.tgz`, or a single file
+    /// (a tree of one entry).
+    pub fn scan(path: &Path) -> Result<Tree, ElfError> {
+        let io = |source| ElfError::Io {
+            path: path.to_path_buf(),
+            source,
+        };
+        let meta = std::fs::metadata(path).map_err(io)?;
+        let name = path.to_string_lossy();
+        if meta.is_dir() {
+            Self::scan_dir(path)
+        } else if name.ends_with(".tar") {
+            Self::scan_tar(path, std::fs::File::open(path).map_err(io)?)
+        } else if name.ends_with(".tar.gz") || name.ends_with(".tgz") {
+            let file = std::fs::File::open(path).map_err(io)?;
+            Self::scan_tar(path, flate2::read::GzDecoder::new(file))
+        } else {
+            let bytes = std::fs::read(path).map_err(io)?;
+            let rel = path
+                .file_name()
+                .map_or_else(|| name.to_string(), |n| n.to_string_lossy().into_owned());
+            let root = path.parent().unwrap_or(Path::new("")).to_path_buf();
+            Ok(Self::assemble(root, vec![], vec![(rel, bytes)])?)
+        }
+    }
+
+    fn scan_dir(root: &Path) -> Result<Tree, ElfError> {
+        let mut links = Vec::new();
+        let mut files = Vec::new();
+        for entry in walkdir::WalkDir::new(root)
+            .follow_links(false)
+            .sort_by_file_name()
+        {
+            let entry = entry.map_err(|e| ElfError::Io {
+                path: e.path().unwrap_or(root).to_path_buf(),
+                source: e.into(),
+            })?;
+            let Ok(rel) = entry.path().strip_prefix(root) else {
+                continue;
+            };
+            let rel = rel_string(rel);
+            let kind = entry.file_type();
+            if kind.is_symlink() {
+                let target = std::fs::read_link(entry.path()).map_err(|source| ElfError::Io {
+                    path: entry.path().to_path_buf(),
+                    source,
+                })?;
+                links.push((rel, Entry::Symlink(target.to_string_lossy().into_owned())));
+            } else if kind.is_file() {
+                files.push((rel, entry.into_path()));
+            }
+        }
+        // Read and parse in parallel; order is kept so the first error is
+        // the same on every run.
+        let read: Vec<Result<(String, Option<ElfFacts>), ElfError>> = files
+            .into_par_iter()
+            .map(|(rel, full)| {
+                let bytes = sniff(&full).map_err(|source| ElfError::Io {
+                    path: full.clone(),
+                    source,
+                })?;
+                let facts = examine(&rel, &bytes)?;
+                Ok((rel, facts))
+            })
+            .collect();
+        let mut tree = Tree {
+            root: root.to_path_buf(),
+            ..Tree::default()
+        };
+        for r in read {
+            let (rel, facts) = r?;
+            tree.insert_file(rel, facts);
+        }
+        for (rel, link) in links {
+            tree.entries.insert(rel, link);
+        }
+        tree.finish();
+        Ok(tree)
+    }
+
+    fn scan_tar(path: &Path, reader: impl Read) -> Result<Tree, ElfError> {
+        let archive_err = |e: std::io::Error| ElfError::Archive {
+            path: path.to_path_buf(),
+            reason: e.to_string(),
+        };
+        let mut archive = tar::Archive::new(reader);
+        let mut links = Vec::new();
+        let mut files = Vec::new();
+        for entry in archive.entries().map_err(archive_err)? {
+            let mut entry = entry.map_err(archive_err)?;
+            let raw = entry.path().map_err(archive_err)?.into_owned();
+            let Some(rel) = safe_rel(&raw) else {
+                return Err(ElfError::UnsafeArchiveEntry {
+                    path: path.to_path_buf(),
+                    entry: raw.to_string_lossy().into_owned(),
+                });
+            };
+            if rel.is_empty() {
+                continue;
+            }
+            let kind = entry.header().entry_type();
+            let link_target = || -> Result<String, ElfError> {
+                let target = entry.link_name().map_err(archive_err)?.unwrap_or_default();
+                Ok(target.to_string_lossy().into_owned())
+            };
+            if kind.is_symlink() {
+                links.push((rel, Entry::Symlink(link_target()?)));
+            } else if kind.is_hard_link() {
+                let target = link_target()?;
+                let Some(target_rel) = safe_rel(Path::new(&target)) else {
+                    return Err(ElfError::UnsafeArchiveEntry {
+                        path: path.to_path_buf(),
+                        entry: format!("{rel} -> {target}"),
+                    });
+                };
+                links.push((rel, Entry::HardLink(target_rel)));
+            } else if kind.is_file() || kind == tar::EntryType::Continuous {
+                let mut bytes = Vec::new();
+                (&mut entry)
+                    .take(SNIFF_LEN)
+                    .read_to_end(&mut bytes)
+                    .map_err(archive_err)?;
+                if has_elf_magic(&bytes) {
+                    entry.read_to_end(&mut bytes).map_err(archive_err)?;
+                }
+                files.push((rel, bytes));
+            }
+        }
+        Self::assemble(path.to_path_buf(), links, files)
+    }
+
+    fn assemble(
+        root: PathBuf,
+        links: Vec<(String, Entry)>,
+        files: Vec<(String, Vec<u8>)>,
+    ) -> Result<Tree, ElfError> {
+        let read: Vec<Result<(String, Option<ElfFacts>), ElfError>> = files
+            .into_par_iter()
+            .map(|(rel, bytes)| Ok((rel.clone(), examine(&rel, &bytes)?)))
+            .collect();
+        let mut tree = Tree {
+            root,
+            ..Tree::default()
+        };
+        for r in read {
+            let (rel, facts) = r?;
+            tree.insert_file(rel, facts);
+        }
+        for (rel, link) in links {
+            tree.entries.insert(rel, link);
+        }
+        tree.finish();
+        Ok(tree)
+    }
+
+    /// Builds a tree from facts and links directly (for tests and for
+    /// callers that already hold facts).
+    pub fn from_parts(
+        root: PathBuf,
+        elves: Vec<ElfFacts>,
+        others: impl IntoIterator<Item = (String, Entry)>,
+    ) -> Tree {
+        let mut tree = Tree {
+            root,
+            ..Tree::default()
+        };
+        for facts in elves {
+            tree.insert_file(facts.path.clone(), Some(facts));
+        }
+        tree.entries.extend(others);
+        tree.finish();
+        tree
+    }
+
+    fn insert_file(&mut self, rel: String, facts: Option<ElfFacts>) {
+        match facts {
+            Some(f) => {
+                self.elves.push(f);
+                self.entries.insert(rel, Entry::Elf(0));
+            }
+            None => {
+                self.entries.insert(rel, Entry::File);
+            }
+        }
+    }
+
+    /// Sorts the facts by path and points each `Entry::Elf` at its index.
+    fn finish(&mut self) {
+        self.elves.sort_by(|a, b| a.path.cmp(&b.path));
+        for (i, f) in self.elves.iter().enumerate() {
+            self.entries.insert(f.path.clone(), Entry::Elf(i));
+        }
+    }
+
+    /// The number of files and links in the tree.
+    pub fn file_count(&self) -> usize {
+        self.entries.len()
+    }
+
+    /// Resolves `path` (relative to the root) to the real path of a file in
+    /// the tree, following symlinks and hard links, never leaving the tree.
+    pub fn lookup(&self, path: &str) -> Option<String> {
+        let mut pending: Vec<String> = path.split('/').rev().map(str::to_owned).collect();
+        let mut resolved: Vec<String> = Vec::new();
+        let mut hops = 0;
+        while let Some(component) = pending.pop() {
+            match component.as_str() {
+                "" | "." => continue,
+                // Escaping the root leaves the bundle.
+                ".." => {
+                    resolved.pop()?;
+                    continue;
+                }
+                _ => resolved.push(component),
+            }
+            let here = resolved.join("/");
+            let target = match self.entries.get(&here) {
+                Some(Entry::Symlink(t)) => {
+                    // An absolute link points at the machine, not the bundle.
+                    if t.starts_with('/') {
+                        return None;
+                    }
+                    resolved.pop();
+                    t.clone()
+                }
+                Some(Entry::HardLink(t)) => {
+                    resolved.clear();
+                    t.clone()
+                }
+                _ => continue,
+            };
+            hops += 1;
+            if hops > MAX_SYMLINK_HOPS {
+                return None;
+            }
+            pending.extend(target.split('/').rev().map(str::to_owned));
+        }
+        let here = resolved.join("/");
+        matches!(self.entries.get(&here), Some(Entry::File | Entry::Elf(_))).then_some(here)
+    }
+
+    /// The facts of the ELF file at a real path, if it is one.
+    pub fn facts_at(&self, real_path: &str) -> Option<&ElfFacts> {
+        match self.entries.get(real_path) {
+            Some(Entry::Elf(i)) => self.elves.get(*i),
+            _ => None,
+        }
+    }
+
+    /// Where ld.so would find `needed` for `facts`, using only the
+    /// `$ORIGIN` entries of its search path (the only ones that can point
+    /// into a relocatable tree). The file's own directory is not implied.
+    pub fn resolve_needed(&self, facts: &ElfFacts, needed: &str) -> Resolution {
+        if !needed.contains('/') {
+            let origin = parent_dir(&facts.path);
+            for entry in facts.search_entries() {
+                let Some(dir) = expand_origin(entry, origin) else {
+                    continue;
+                };
+                if let Some(found) = self.lookup(&format!("{dir}/{needed}")) {
+                    return Resolution::Found(found);
+                }
+            }
+        }
+        let base = needed.rsplit('/').next().unwrap_or(needed);
+        let elsewhere = self
+            .entries
+            .keys()
+            .filter(|p| p.rsplit('/').next() == Some(base))
+            .cloned()
+            .collect();
+        Resolution::Missing { elsewhere }
+    }
+}
+
+/// Reads the whole file when it carries the ELF magic, else its first bytes.
+fn sniff(path: &Path) -> std::io::Result<Vec<u8>> {
+    let mut file = std::fs::File::open(path)?;
+    let mut bytes = Vec::new();
+    (&mut file).take(SNIFF_LEN).read_to_end(&mut bytes)?;
+    if has_elf_magic(&bytes) {
+        file.read_to_end(&mut bytes)?;
+    }
+    Ok(bytes)
+}
+
+fn rel_string(rel: &Path) -> String {
+    rel.components()
+        .map(|c| c.as_os_str().to_string_lossy())
+        .collect::<Vec<_>>()
+        .join("/")
+}
+
+/// A tar path made relative and `/`-separated, or `None` when it is absolute
+/// or climbs with `..` (an archive must not say where outside itself to go).
+fn safe_rel(raw: &Path) -> Option<String> {
+    let mut parts = Vec::new();
+    for c in raw.components() {
+        match c {
+            Component::Normal(p) => parts.push(p.to_string_lossy().into_owned()),
+            Component::CurDir => {}
+            Component::ParentDir | Component::RootDir | Component::Prefix(_) => return None,
+        }
+    }
+    Some(parts.join("/"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn tree(entries: &[(&str, Entry)]) -> Tree {
+        Tree {
+            entries: entries
+                .iter()
+                .map(|(p, e)| (p.to_string(), e.clone()))
+                .collect(),
+            ..Tree::default()
+        }
+    }
+
+    #[test]
+    fn shared_library_names() {
+        for yes in [
+            "libfoo.so",
+            "a/libfoo.so.1",
+            "libssl.so.1.1",
+            "_ssl.cpython-311-x86_64-linux-gnu.so",
+        ] {
+            assert!(looks_like_shared_library(yes), "{yes}");
+        }
+        for no in [
+            "libfoo.sox",
+            "foo.so.bak",
+            "libfoo.so.",
+            "notes.txt",
+            "lib.so.1a",
+        ] {
+            assert!(!looks_like_shared_library(no), "{no}");
+        }
+    }
+
+    #[test]
+    fn empty_so_and_text_so_are_errors_but_linker_scripts_are_not() {
+        let err = examine("lib/libx.so", b"").unwrap_err().to_string();
+        assert!(
+            err.contains("lib/libx.so") && err.contains("empty"),
+            "{err}"
+        );
+        assert!(examine("lib/libx.so.1", b"hello").is_err());
+        assert!(
+            examine("libc.so", b"/* GNU ld script */ GROUP ( libc.so.6 )")
+                .unwrap()
+                .is_none()
+        );
+        assert!(examine("README", b"").unwrap().is_none());
+    }
+
+    #[test]
+    fn lookup_follows_links_inside_the_tree_only() {
+        let t = tree(&[
+            ("lib/libz.so.1.2.13", Entry::File),
+            ("lib/libz.so.1", Entry::Symlink("libz.so.1.2.13".into())),
+            ("lib64", Entry::Symlink("lib".into())),
+            ("lib/abs.so.1", Entry::Symlink("/usr/lib/abs.so.1".into())),
+            ("lib/loop.so", Entry::Symlink("loop.so".into())),
+            ("hard.so", Entry::HardLink("lib/libz.so.1.2.13".into())),
+        ]);
+        assert_eq!(
+            t.lookup("lib/libz.so.1").as_deref(),
+            Some("lib/libz.so.1.2.13")
+        );
+        assert_eq!(
+            t.lookup("bin/../lib64/libz.so.1").as_deref(),
+            Some("lib/libz.so.1.2.13")
+        );
+        assert_eq!(t.lookup("hard.so").as_deref(), Some("lib/libz.so.1.2.13"));
+        assert_eq!(t.lookup("lib/abs.so.1"), None);
+        assert_eq!(t.lookup("lib/loop.so"), None);
+        assert_eq!(t.lookup("../lib/libz.so.1"), None);
+        assert_eq!(t.lookup("lib"), None);
+    }
+
+    #[test]
+    fn unsafe_archive_paths() {
+        assert_eq!(safe_rel(Path::new("./a/b")).as_deref(), Some("a/b"));
+        assert_eq!(safe_rel(Path::new("/etc/passwd")), None);
+        assert_eq!(safe_rel(Path::new("a/../../x")), None);
+    }
+}
