@@ -287,3 +287,40 @@ fn refused_tcp_engine_is_a_clear_error() {
     assert!(stderr.contains("tcp://127.0.0.1:1"), "{stderr}");
     assert!(stderr.contains("help: start an engine"), "{stderr}");
 }
+
+#[tokio::test]
+async fn copy_in_keeps_the_directory_writable_for_the_container_user() {
+    let Some(engine) = common::engine_or_skip("copy_in_user").await else {
+        return;
+    };
+    let image = common::base_image(&engine, "trixie").await;
+    let mut s = spec(&image, "test-copy-user");
+    s.user = Some("1000:1000".into());
+    let container = engine.create_container(&s).await.unwrap();
+    let result = async {
+        let who = container.exec(&ExecSpec::shell("id -u")).await?;
+        assert_eq!(who.stdout.trim(), "1000");
+        container.mkdir("/tmp/drop").await?;
+        let before = container
+            .exec(&ExecSpec::shell("ls -ldn /tmp/drop"))
+            .await?;
+        container
+            .put_file("/tmp/drop", "file.txt", b"hi\n", 0o644)
+            .await?;
+        let out = container
+            .exec(&ExecSpec::shell(
+                "ls -lan /tmp/drop; mkdir /tmp/drop/sub && echo ok",
+            ))
+            .await?;
+        Ok::<_, hermetic::engine::EngineError>((before, out))
+    }
+    .await;
+    container.remove().await;
+    let (before, out) = result.unwrap();
+    assert_eq!(
+        out.exit_code, 0,
+        "before: {:?} after: {:?}",
+        before.stdout, out.tail
+    );
+    assert!(out.stdout.ends_with("ok\n"), "{}", out.stdout);
+}

@@ -16,8 +16,9 @@ use std::sync::{Arc, LazyLock, Mutex};
 use bollard::exec::{StartExecOptions, StartExecResults};
 use bollard::models::{ContainerConfig, ContainerCreateBody, ExecConfig, HostConfig};
 use bollard::query_parameters::{
-    CommitContainerOptionsBuilder, CreateContainerOptionsBuilder, DownloadFromContainerOptionsBuilder,
-    ListContainersOptionsBuilder, RemoveContainerOptionsBuilder, UploadToContainerOptionsBuilder,
+    CommitContainerOptionsBuilder, CreateContainerOptionsBuilder,
+    DownloadFromContainerOptionsBuilder, ListContainersOptionsBuilder,
+    RemoveContainerOptionsBuilder, UploadToContainerOptionsBuilder,
 };
 use futures_util::{StreamExt, TryStreamExt};
 use tokio::io::AsyncWriteExt;
@@ -29,7 +30,7 @@ use super::{Engine, EngineError, LABEL_BUILD_ID, LABEL_ROLE, is_not_found};
 static LIVE: LazyLock<Mutex<HashMap<String, bollard::Docker>>> = LazyLock::new(Default::default);
 
 /// Where the host's CA bundle is put in containers that fetch.
-pub const CA_PATH: &str = "/etc/hermetic/ca-certificates.crt";
+pub const CA_PATH: &str = "/tmp/hermetic-ca/ca-certificates.crt";
 
 /// Environment that points TLS clients in a fetching container at [`CA_PATH`].
 pub const CA_ENV: &[(&str, &str)] = &[
@@ -492,15 +493,13 @@ impl Container {
         ))
     }
 
-    /// Creates a directory (and parents) as root.
+    /// Creates a directory (and parents) as the container's default user.
     pub async fn mkdir(&self, dir: &str) -> Result<(), EngineError> {
-        let out = self
-            .exec(&ExecSpec {
-                cmd: vec!["mkdir".into(), "-p".into(), dir.into()],
-                user: Some("0:0".into()),
-                ..Default::default()
-            })
-            .await?;
+        let spec = ExecSpec {
+            cmd: vec!["mkdir".into(), "-p".into(), dir.into()],
+            ..Default::default()
+        };
+        let out = self.exec(&spec).await?;
         if out.exit_code != 0 {
             return Err(io_err(
                 &format!("mkdir {dir} in container"),
@@ -513,9 +512,18 @@ impl Container {
     /// Commits the container's filesystem as a new image tagged `tag` and
     /// returns the image ID. The idle command is replaced by a shell so the
     /// image behaves like the one it was made from.
-    pub async fn commit(&self, tag: &str, labels: HashMap<String, String>) -> Result<String, EngineError> {
+    pub async fn commit(
+        &self,
+        tag: &str,
+        labels: HashMap<String, String>,
+    ) -> Result<String, EngineError> {
         let (repo, tag_part) = tag.rsplit_once(':').unwrap_or((tag, "latest"));
-        let options = CommitContainerOptionsBuilder::default().container(&self.id).repo(repo).tag(tag_part).pause(true).build();
+        let options = CommitContainerOptionsBuilder::default()
+            .container(&self.id)
+            .repo(repo)
+            .tag(tag_part)
+            .pause(true)
+            .build();
         let config = ContainerConfig {
             cmd: Some(vec!["/bin/sh".into()]),
             entrypoint: Some(vec![]),
@@ -527,7 +535,11 @@ impl Container {
             .docker
             .commit_container(options, config)
             .await
-            .map_err(|source| EngineError::Container { container: short(&self.id).into(), action: "commit", source })?;
+            .map_err(|source| EngineError::Container {
+                container: short(&self.id).into(),
+                action: "commit",
+                source,
+            })?;
         Ok(response.id)
     }
 
