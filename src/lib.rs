@@ -16,5 +16,6 @@ pub mod error;
 pub mod paths;
 pub mod progress;
 pub mod recipe;
+pub mod sbom;
 
 pub use error::{Error, Outcome, Result};
