@@ -425,7 +425,7 @@ fn bundle_component(meta: &BundleMeta) -> Component {
         &meta.version,
         Some(purl.clone()),
     );
-    component.purl = Some(purl_of(&purl));
+    component.purl = purl_of(&purl);
     let mut props = vec![(prop::GLIBC, meta.glibc.as_str())];
     props.extend(meta.launchers.iter().map(|l| (prop::LAUNCHER, l.as_str())));
     props.push((prop::RECIPE_SHA256, &meta.recipe_sha256));
@@ -457,7 +457,7 @@ fn cpython_component(meta: &BundleMeta) -> Component {
         &py.version,
         Some(bom_ref),
     );
-    component.purl = Some(purl_of(&purl));
+    component.purl = purl_of(&purl);
     component.description = Some(NormalizedString::new("CPython runtime"));
     // Vulnerability databases (NVD) know CPython by this CPE.
     if py
@@ -519,7 +519,7 @@ fn vendored_lib_component(meta: &BundleMeta, lib: &bundle::VendoredLib, sha: &st
         component.version = None;
     }
     if let Some(package) = &lib.package {
-        component.purl = Some(purl_of(&os_package_purl(meta, package)));
+        component.purl = purl_of(&os_package_purl(meta, package));
     }
     component.hashes = Some(sha256_hashes(sha));
     component.properties = Some(properties(&[
@@ -555,7 +555,7 @@ fn builder_component(meta: &BundleMeta) -> Component {
         digest,
         Some(purl.clone()),
     );
-    component.purl = Some(purl_of(&purl));
+    component.purl = purl_of(&purl);
     component.scope = Some(Scope::Excluded);
     component.description = Some(NormalizedString::new(
         "builder image the bundle was built in (build time only)",
@@ -589,7 +589,7 @@ fn system_package_component(meta: &BundleMeta, package: &OsPackage) -> Component
         &package.version,
         Some(purl.clone()),
     );
-    component.purl = Some(purl_of(&purl));
+    component.purl = purl_of(&purl);
     component.scope = Some(Scope::Excluded);
     component.properties = Some(properties(&[(prop::SCOPE, "build")]));
     component
@@ -714,7 +714,7 @@ fn distribution_component(dist: &Distribution, meta: &BundleMeta) -> Component {
         &dist.version,
         Some(dist.purl.clone()),
     );
-    component.purl = Some(purl_of(&dist.purl));
+    component.purl = purl_of(&dist.purl);
     component.description = dist.summary.as_deref().map(NormalizedString::new);
     component.licenses = dist.licenses.clone();
     let mut props = vec![(prop::PATH, dist.dist_info.clone())];
@@ -1208,9 +1208,9 @@ fn properties(pairs: &[(&str, &str)]) -> Properties {
     Properties(pairs.iter().map(|(k, v)| Property::new(k, v)).collect())
 }
 
-fn purl_of(s: &str) -> Purl {
-    // `Purl::from_str` never fails; the string is checked by Bom::validate().
-    s.parse().unwrap_or_else(|()| unreachable!())
+/// `Purl::from_str` accepts any string; the purl is checked by Bom::validate().
+fn purl_of(s: &str) -> Option<Purl> {
+    s.parse().ok()
 }
 
 /// Percent-encodes a purl segment, version or qualifier value: everything but
