@@ -18,5 +18,6 @@ pub mod paths;
 pub mod plan;
 pub mod progress;
 pub mod recipe;
+pub mod sbom;
 
 pub use error::{Error, Outcome, Result};
