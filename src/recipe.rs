@@ -1137,7 +1137,7 @@ mod tests {
                 1,
                 "unsupported option",
             ),
-            (format!("a==1 \\\n --hash=md5:00\n"), 1, "not sha256"),
+            ("a==1 \\\n --hash=md5:00\n".to_owned(), 1, "not sha256"),
             (format!("a==1 {h}\nA==2 {h}\n"), 2, "twice"),
         ] {
             let err = parse_requirements(&text, Path::new("req.txt")).unwrap_err();
