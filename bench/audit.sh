@@ -1,11 +1,11 @@
 #!/bin/sh
 # Audit time over a tree with thousands of ELF files, next to `readelf -dV`
 # over the same files. Usage: bench/audit.sh [TREE] [GLIBC] [RUNS]
-# Default tree: /usr/lib (the host's libraries, Python and its extensions).
+# Default tree: /usr/lib/x86_64-linux-gnu (the host's shared libraries).
 # Uses examples/audit.rs until `hermetic audit` is wired into the CLI.
 set -eu
 cd "$(dirname "$0")/.."
-TREE=${1:-/usr/lib}
+TREE=${1:-/usr/lib/x86_64-linux-gnu}
 GLIBC=${2:-2.36}
 RUNS=${3:-3}
 CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-target}
