@@ -176,10 +176,21 @@ pub fn audit_tree(root: &Path, policy: &Policy) -> Result<AuditReport, ElfError>
 
 /// Audits an already scanned tree.
 pub fn audit(tree: &Tree, policy: &Policy) -> Result<AuditReport, ElfError> {
+    // Where each needed library resolves does not depend on the policy:
+    // compute it once, then judge it under every policy.
+    let loadable: Vec<(&ElfFacts, Vec<Resolution>)> = tree
+        .elves
+        .iter()
+        .filter(|f| f.is_loadable())
+        .map(|f| {
+            let resolved = f.needed.iter().map(|n| tree.resolve_needed(f, n)).collect();
+            (f, resolved)
+        })
+        .collect();
     let mut reports = Vec::new();
-    for facts in tree.elves.iter().filter(|f| f.is_loadable()) {
-        let mut findings = layout_findings(tree, facts, policy);
-        findings.extend(policy_findings(tree, facts, policy));
+    for (facts, resolved) in &loadable {
+        let mut findings = layout_findings(facts, resolved, policy);
+        findings.extend(policy_findings(facts, resolved, policy));
         if !findings.is_empty() {
             reports.push(FileReport {
                 path: facts.path.clone(),
@@ -188,10 +199,9 @@ pub fn audit(tree: &Tree, policy: &Policy) -> Result<AuditReport, ElfError> {
         }
     }
     let lowest = Policy::lowest_satisfying(|p| {
-        tree.elves
+        loadable
             .iter()
-            .filter(|f| f.is_loadable())
-            .all(|f| policy_findings(tree, f, p).is_empty())
+            .all(|(f, resolved)| policy_findings(f, resolved, p).is_empty())
     })?;
     Ok(AuditReport {
         root: tree.root.to_string_lossy().into_owned(),
@@ -208,7 +218,7 @@ pub fn audit(tree: &Tree, policy: &Policy) -> Result<AuditReport, ElfError> {
 
 /// Baseline-independent findings (`policy` only excuses host libraries that
 /// a file does not find in the tree: ld.so takes the host's copy then).
-fn layout_findings(tree: &Tree, facts: &ElfFacts, policy: &Policy) -> Vec<Finding> {
+fn layout_findings(facts: &ElfFacts, resolved: &[Resolution], policy: &Policy) -> Vec<Finding> {
     let mut findings = Vec::new();
     if facts.machine != "x86_64" {
         findings.push(Finding::ForeignMachine {
@@ -223,14 +233,17 @@ fn layout_findings(tree: &Tree, facts: &ElfFacts, policy: &Policy) -> Vec<Findin
             });
         }
     }
-    for needed in facts.needed.iter().filter(|n| !policy.allows_library(n)) {
-        if let Resolution::Missing { elsewhere } = tree.resolve_needed(facts, needed) {
+    for (needed, resolution) in facts.needed.iter().zip(resolved) {
+        if policy.allows_library(needed) {
+            continue;
+        }
+        if let Resolution::Missing { elsewhere } = resolution {
             // A library missing from the tree is a policy question (may the
             // host provide it?), answered in `policy_findings`.
             if !elsewhere.is_empty() {
                 findings.push(Finding::NeededUnresolved {
                     library: needed.clone(),
-                    elsewhere,
+                    elsewhere: elsewhere.clone(),
                 });
             }
         }
@@ -239,11 +252,11 @@ fn layout_findings(tree: &Tree, facts: &ElfFacts, policy: &Policy) -> Vec<Findin
 }
 
 /// Findings that depend on the baseline.
-fn policy_findings(tree: &Tree, facts: &ElfFacts, policy: &Policy) -> Vec<Finding> {
+fn policy_findings(facts: &ElfFacts, resolved: &[Resolution], policy: &Policy) -> Vec<Finding> {
     let mut findings = Vec::new();
     let mut from_host = Vec::new();
-    for needed in &facts.needed {
-        match tree.resolve_needed(facts, needed) {
+    for (needed, resolution) in facts.needed.iter().zip(resolved) {
+        match resolution {
             // The bundle's own copy wins over the host's.
             Resolution::Found(_) => {}
             Resolution::Missing { elsewhere } => {

@@ -150,6 +150,13 @@ pub fn read_elf_unguarded(path: &Path, bytes: &[u8]) -> Result<Option<ElfFacts>,
 /// The glibc version a `libc.so.6` provides: the highest `GLIBC_2.x` among its
 /// version *definitions* (`DT_VERDEF`). `path` names the file in errors.
 pub fn glibc_version_of_libc(path: &Path, bytes: &[u8]) -> Result<(u32, u32), ElfError> {
+    std::panic::catch_unwind(|| glibc_version_unguarded(path, bytes))
+        .unwrap_or_else(|_| Err(malformed(path, "the ELF parser panicked on this file")))
+}
+
+/// [`glibc_version_of_libc`] without the panic guard, for the fuzz target.
+#[doc(hidden)]
+pub fn glibc_version_unguarded(path: &Path, bytes: &[u8]) -> Result<(u32, u32), ElfError> {
     if !has_elf_magic(bytes) {
         return Err(ElfError::NotElf {
             path: path.to_path_buf(),

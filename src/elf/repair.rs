@@ -354,6 +354,29 @@ fn rpath_edit(facts: &ElfFacts, extra: &[String]) -> Option<RpathEdit> {
     })
 }
 
+/// Shell function applying all edits of one file. patchelf >= 0.15 takes
+/// them in one call; older ones (Debian bookworm ships 0.14.3) silently
+/// corrupt the result when `--set-soname` or `--set-rpath` share a call with
+/// other edits (NixOS/patchelf#193, fixed by #361), so there each edit gets
+/// its own call.
+const PATCHELF_PRELUDE: &str = r#"hermetic_patchelf() {
+  file=$1; shift
+  version=$(patchelf --version | sed 's/^patchelf //')
+  major=${version%%.*}; rest=${version#*.}; minor=${rest%%.*}
+  if [ "$major" -gt 0 ] || [ "$minor" -ge 15 ]; then
+    patchelf "$@" "$file"
+    return
+  fi
+  while [ $# -gt 0 ]; do
+    case $1 in
+      --replace-needed) patchelf "$1" "$2" "$3" "$file"; shift 3 ;;
+      --set-soname|--set-rpath) patchelf "$1" "$2" "$file"; shift 2 ;;
+      *) patchelf "$1" "$file"; shift ;;
+    esac
+  done
+}
+"#;
+
 /// Quotes a word for POSIX sh: single quotes, with `'` written as `'\''`.
 pub fn sh_quote(word: &str) -> String {
     format!("'{}'", word.replace('\'', r"'\''"))
@@ -390,7 +413,8 @@ impl RepairPlan {
 
     /// A POSIX sh script that applies the plan inside the builder, with the
     /// bundle at `bundle_root_in_container`: copy each library (and check its
-    /// hash), then one `patchelf` call per file with all of its edits.
+    /// hash), then one `patchelf` call per file with all of its edits (split
+    /// per edit only on patchelf < 0.15, see [`PATCHELF_PRELUDE`]).
     pub fn to_shell_script(&self, bundle_root_in_container: &str) -> String {
         let mut s = String::new();
         let _ = writeln!(s, "#!/bin/sh");
@@ -416,8 +440,11 @@ impl RepairPlan {
                 sh_quote(&lib.sha256)
             );
         }
+        if !self.edits.is_empty() {
+            s.push_str(PATCHELF_PRELUDE);
+        }
         for edit in &self.edits {
-            let mut cmd = String::from("patchelf");
+            let mut cmd = format!("hermetic_patchelf {}", sh_path(&edit.path));
             if let Some(soname) = &edit.set_soname {
                 let _ = write!(cmd, " --set-soname {}", sh_quote(soname));
             }
@@ -436,7 +463,7 @@ impl RepairPlan {
                 Some(RpathEdit::Remove) => cmd.push_str(" --remove-rpath"),
                 None => {}
             }
-            let _ = writeln!(s, "{cmd} {}", sh_path(&edit.path));
+            let _ = writeln!(s, "{cmd}");
         }
         s
     }
@@ -663,18 +690,22 @@ mod tests {
         assert!(script.contains("cd -- '/opt/bundle'\n"));
         assert!(script.contains("'$ORIGIN/../lib'"), "{script}");
         assert!(script.contains(r"'bin/it'\''s app'"), "{script}");
-        // One patchelf per edited file: app, libssl, libcrypto.
-        assert_eq!(script.matches("patchelf ").count(), 3, "{script}");
-        let ssl = &plan.vendored[1];
-        let line = script
+        // One patchelf call per edited file: app, libssl, libcrypto.
+        let calls: Vec<_> = script
             .lines()
-            .find(|l| l.starts_with("patchelf") && l.ends_with(&format!("'{}'", ssl.dest)))
+            .filter(|l| l.starts_with("hermetic_patchelf "))
+            .collect();
+        assert_eq!(calls.len(), 3, "{script}");
+        let ssl = &plan.vendored[1];
+        let line = calls
+            .iter()
+            .find(|l| l.starts_with(&format!("hermetic_patchelf '{}'", ssl.dest)))
             .unwrap();
         assert!(
             line.contains("--set-soname") && line.contains("--replace-needed"),
             "{line}"
         );
-        assert!(script.find("cp -L").unwrap() < script.find("patchelf").unwrap());
+        assert!(script.find("cp -L").unwrap() < script.find("hermetic_patchelf '").unwrap());
     }
 
     #[test]

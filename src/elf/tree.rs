@@ -45,6 +45,8 @@ pub struct Tree {
     pub entries: BTreeMap<String, Entry>,
     /// Facts of every ELF file, sorted by path.
     pub elves: Vec<ElfFacts>,
+    /// File name -> paths with that name, for "exists elsewhere" answers.
+    by_name: BTreeMap<String, Vec<String>>,
 }
 
 /// Where ld.so would find one `DT_NEEDED` library of one file, within the tree.
@@ -296,6 +298,14 @@ impl Tree {
         for (i, f) in self.elves.iter().enumerate() {
             self.entries.insert(f.path.clone(), Entry::Elf(i));
         }
+        self.by_name.clear();
+        for path in self.entries.keys() {
+            let name = path.rsplit('/').next().unwrap_or(path);
+            self.by_name
+                .entry(name.to_owned())
+                .or_default()
+                .push(path.clone());
+        }
     }
 
     /// The number of files and links in the tree.
@@ -369,12 +379,7 @@ impl Tree {
             }
         }
         let base = needed.rsplit('/').next().unwrap_or(needed);
-        let elsewhere = self
-            .entries
-            .keys()
-            .filter(|p| p.rsplit('/').next() == Some(base))
-            .cloned()
-            .collect();
+        let elsewhere = self.by_name.get(base).cloned().unwrap_or_default();
         Resolution::Missing { elsewhere }
     }
 }
