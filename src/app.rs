@@ -35,6 +35,131 @@ pub struct ExecSettings {
     pub command: Vec<String>,
 }
 
+/// `hermetic build`.
+#[derive(Debug, Clone)]
+pub struct BuildCommandSettings {
+    /// The recipe; default: `hermetic.toml` in the current directory.
+    pub recipe: Option<std::path::PathBuf>,
+    pub settings: crate::plan::BuildSettings,
+    /// Print the plan and stop.
+    pub plan_only: bool,
+    pub json: bool,
+}
+
+/// `hermetic build`: plan, then (unless `--plan`) execute.
+pub async fn build(global: &GlobalSettings, s: BuildCommandSettings) -> Result<Outcome> {
+    let path = match s.recipe {
+        Some(p) => p,
+        None => crate::recipe::Recipe::find_default(&std::env::current_dir()?)?,
+    };
+    let recipe = crate::recipe::Recipe::load(&path)?;
+    let epoch = crate::archive::source_date_epoch(&recipe.dir, recipe.source_date_epoch)?;
+    let plan = crate::plan::from_recipe(&recipe, &s.settings, epoch)?;
+    if s.plan_only {
+        if s.json {
+            print_json(&plan)?;
+        } else {
+            for t in &plan.targets {
+                println!(
+                    "{} {} for glibc {} -> {}",
+                    plan.name,
+                    plan.version,
+                    t.glibc,
+                    plan.out_dir.join(&t.archive_name).display()
+                );
+                for (i, step) in t.steps.iter().enumerate() {
+                    let net = if step.network { "network" } else { "offline" };
+                    println!(
+                        "  {:>2}. [{:<6} {net:<7}] {}",
+                        i + 1,
+                        step.phase,
+                        step.description
+                    );
+                }
+            }
+        }
+        return Ok(Outcome::Success);
+    }
+    let engine = connect(global).await?;
+    let report = crate::build::run(&engine, &plan, host_ca_bundle()?).await?;
+    if s.json {
+        print_json(&report)?;
+    } else {
+        for t in &report.targets {
+            let how = if t.cached { " (cached)" } else { "" };
+            println!("{}{how}", report.out_dir.join(&t.archive).display());
+            println!(
+                "  sha256 {}  {} bytes, {} vendored libraries",
+                t.sha256, t.size, t.vendored_libs
+            );
+            if let Some(smoke) = &t.smoke {
+                let verdict = if smoke.passed { "passed" } else { "FAILED" };
+                println!(
+                    "  smoke on {} at {:?}: {verdict} (exit {})",
+                    smoke.suite, smoke.path, smoke.exit_code
+                );
+                if !smoke.passed {
+                    for line in &smoke.stdout_tail {
+                        println!("  | {line}");
+                    }
+                }
+            }
+        }
+        if !report.passed {
+            eprintln!(
+                "error: the smoke test failed; nothing was written to {}",
+                report.out_dir.display()
+            );
+        }
+    }
+    Ok(if report.passed {
+        Outcome::Success
+    } else {
+        Outcome::CheckFailed
+    })
+}
+
+/// `hermetic audit <dir|archive> --glibc X [--json]`: exit 0 when the tree
+/// complies with the baseline's policy, 1 when it does not.
+pub async fn audit(path: std::path::PathBuf, glibc: Glibc, json: bool) -> Result<Outcome> {
+    let report = tokio::task::spawn_blocking(move || {
+        crate::elf::audit::audit_path(&path, &glibc.to_string())
+    })
+    .await
+    .map_err(std::io::Error::other)??;
+    if json {
+        print_json(&report)?;
+    } else {
+        print!("{}", report.render_text());
+    }
+    Ok(if report.compliant {
+        Outcome::Success
+    } else {
+        Outcome::CheckFailed
+    })
+}
+
+/// `hermetic sbom <dir|archive> [-o FILE]`: the SBOM of an existing bundle,
+/// from the metadata recorded in it.
+pub async fn sbom(path: std::path::PathBuf, output: Option<std::path::PathBuf>) -> Result<Outcome> {
+    let bytes = tokio::task::spawn_blocking(move || crate::sbom::generate_for_path(&path))
+        .await
+        .map_err(std::io::Error::other)??;
+    match output {
+        Some(out) => {
+            let dir = out
+                .parent()
+                .filter(|d| !d.as_os_str().is_empty())
+                .unwrap_or(std::path::Path::new("."));
+            let tmp = tempfile::NamedTempFile::new_in(dir)?;
+            fs_err::write(tmp.path(), &bytes)?;
+            tmp.persist(&out).map_err(|e| e.error)?;
+        }
+        None => std::io::stdout().lock().write_all(&bytes)?,
+    }
+    Ok(Outcome::Success)
+}
+
 /// Connects to the engine named by the settings (or found by default).
 pub async fn connect(global: &GlobalSettings) -> Result<Engine> {
     let mut engine = engine::connect(&ConnectOptions {

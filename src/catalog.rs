@@ -352,25 +352,24 @@ pub async fn build_local_builder(
     ));
     let lock_path = paths::image_lock();
     let mut lock = Lock::load(&lock_path)?;
-    if !force {
-        if let Some(ready) = cached(
+    if !force
+        && let Some(ready) = cached(
             engine,
             lock.builders.get(&glibc.to_string()),
             &tag,
             &inputs_hash,
         )
         .await?
-        {
-            lock.builders.insert(glibc.to_string(), ready.clone());
-            lock.save(&lock_path)?;
-            return Ok(ReadyImage {
-                tag: ready.tag,
-                image_id: ready.image_id,
-                inputs_hash,
-                cached: true,
-                elapsed_ms: ms(started),
-            });
-        }
+    {
+        lock.builders.insert(glibc.to_string(), ready.clone());
+        lock.save(&lock_path)?;
+        return Ok(ReadyImage {
+            tag: ready.tag,
+            image_id: ready.image_id,
+            inputs_hash,
+            cached: true,
+            elapsed_ms: ms(started),
+        });
     }
     let base = ensure_base(engine, &suite, force).await?;
     let context = builder_context()?;
@@ -442,18 +441,17 @@ pub async fn ensure_base(
         .local_image_name(&format!("hermetic/base:{suite}-{}", &inputs_hash[..12]));
     let lock_path = paths::image_lock();
     let mut lock = Lock::load(&lock_path)?;
-    if !force {
-        if let Some(ready) = cached(engine, lock.bases.get(suite), &tag, &inputs_hash).await? {
-            lock.bases.insert(suite.to_string(), ready.clone());
-            lock.save(&lock_path)?;
-            return Ok(ReadyImage {
-                tag: ready.tag,
-                image_id: ready.image_id,
-                inputs_hash,
-                cached: true,
-                elapsed_ms: ms(started),
-            });
-        }
+    if !force && let Some(ready) = cached(engine, lock.bases.get(suite), &tag, &inputs_hash).await?
+    {
+        lock.bases.insert(suite.to_string(), ready.clone());
+        lock.save(&lock_path)?;
+        return Ok(ReadyImage {
+            tag: ready.tag,
+            image_id: ready.image_id,
+            inputs_hash,
+            cached: true,
+            elapsed_ms: ms(started),
+        });
     }
     let rootfs = ensure_rootfs(suite, force).await?;
     let tarball = rootfs.path;
@@ -496,7 +494,13 @@ pub async fn ensure_rootfs(suite: &str, force: bool) -> Result<RootfsTarball, Ca
         .iter()
         .find(|r| r.suite == suite)
         .map(|r| r.glibc)
-        .or_else(|| catalog.builder.iter().find(|b| b.suite.as_deref() == Some(suite)).map(|b| b.glibc))
+        .or_else(|| {
+            catalog
+                .builder
+                .iter()
+                .find(|b| b.suite.as_deref() == Some(suite))
+                .map(|b| b.glibc)
+        })
         .ok_or_else(|| CatalogError::UnknownSuite {
             suite: suite.to_string(),
             known: catalog.runtime.iter().map(|r| r.suite.clone()).collect(),
@@ -506,39 +510,38 @@ pub async fn ensure_rootfs(suite: &str, force: bool) -> Result<RootfsTarball, Ca
     fs_err::create_dir_all(&dir)?;
     let path = dir.join(format!("{suite}-{}.tar", &key[..12]));
     let sum_path = path.with_extension("tar.sha256");
-    if !force && path.is_file() {
-        if let Ok(recorded) = fs_err::read_to_string(&sum_path) {
-            let (sha256, size) = sha256_file(&path)?;
-            if recorded.trim() == sha256 {
-                return Ok(RootfsTarball { suite: suite.to_string(), path, sha256, size, glibc });
-            }
-            tracing::warn!(path = %path.display(), "cached rootfs does not match its recorded hash; remaking it");
+    if !force
+        && path.is_file()
+        && let Ok(recorded) = fs_err::read_to_string(&sum_path)
+    {
+        let (sha256, size) = crate::archive::sha256_file(&path)?;
+        if recorded.trim() == sha256 {
+            return Ok(RootfsTarball {
+                suite: suite.to_string(),
+                path,
+                sha256,
+                size,
+                glibc,
+            });
         }
+        tracing::warn!(path = %path.display(), "cached rootfs does not match its recorded hash; remaking it");
     }
-    let tmp = tempfile::Builder::new().prefix(".rootfs-").suffix(".tar").tempfile_in(&dir)?;
+    let tmp = tempfile::Builder::new()
+        .prefix(".rootfs-")
+        .suffix(".tar")
+        .tempfile_in(&dir)?;
     let log = paths::log_dir().join(format!("rootfs-{suite}.log"));
     make_rootfs(suite, &catalog.local, tmp.path(), &log).await?;
-    let (sha256, size) = sha256_file(tmp.path())?;
+    let (sha256, size) = crate::archive::sha256_file(tmp.path())?;
     tmp.persist(&path).map_err(|e| CatalogError::Io(e.error))?;
     fs_err::write(&sum_path, format!("{sha256}\n"))?;
-    Ok(RootfsTarball { suite: suite.to_string(), path, sha256, size, glibc })
-}
-
-fn sha256_file(path: &Path) -> Result<(String, u64), CatalogError> {
-    use std::io::Read;
-    let mut file = fs_err::File::open(path)?;
-    let mut hasher = Sha256::new();
-    let mut buf = vec![0u8; 1 << 20];
-    let mut size = 0u64;
-    loop {
-        let n = file.read(&mut buf)?;
-        if n == 0 {
-            break;
-        }
-        hasher.update(&buf[..n]);
-        size += n as u64;
-    }
-    Ok((hex::encode(hasher.finalize()), size))
+    Ok(RootfsTarball {
+        suite: suite.to_string(),
+        path,
+        sha256,
+        size,
+        glibc,
+    })
 }
 
 /// The lock entry if it is current and its image is present; else an image
@@ -549,10 +552,10 @@ async fn cached(
     tag: &str,
     inputs_hash: &str,
 ) -> Result<Option<LockedImage>, CatalogError> {
-    if let Some(l) = locked.filter(|l| l.inputs_hash == inputs_hash) {
-        if engine.inspect_image(&l.image_id).await?.is_some() {
-            return Ok(Some(l.clone()));
-        }
+    if let Some(l) = locked.filter(|l| l.inputs_hash == inputs_hash)
+        && engine.inspect_image(&l.image_id).await?.is_some()
+    {
+        return Ok(Some(l.clone()));
     }
     Ok(engine.inspect_image(tag).await?.map(|info| LockedImage {
         tag: tag.to_string(),
@@ -792,7 +795,7 @@ pub async fn image_glibc(engine: &Engine, image_id: &str) -> Result<Glibc, Catal
     for path in LIBC_PATHS {
         match container.read_file(path, 64 << 20).await {
             Ok(bytes) => {
-                result = crate::elf::reader::glibc_version_of_libc(&bytes)
+                result = crate::elf::reader::glibc_version_of_libc(Path::new(path), &bytes)
                     .map(|(major, minor)| Glibc { major, minor })
                     .map_err(|e| CatalogError::Libc {
                         image: image_id.to_string(),
@@ -950,6 +953,9 @@ pub enum CatalogError {
 
     #[error(transparent)]
     Engine(#[from] EngineError),
+
+    #[error(transparent)]
+    Archive(#[from] crate::archive::ArchiveError),
 
     #[error("{0}")]
     Io(#[from] std::io::Error),

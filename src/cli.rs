@@ -2,6 +2,8 @@
 //! settings. Nothing here does work: `main.rs` hands each subcommand to one
 //! library call. Precedence is CLI > environment > recipe > defaults.
 
+use std::path::PathBuf;
+
 use clap::{Args, Parser, Subcommand};
 use hermetic::app;
 use hermetic::catalog::Glibc;
@@ -26,6 +28,13 @@ pub struct Cli {
 
 #[derive(Debug, Subcommand)]
 pub enum Command {
+    /// Build a relocatable bundle from a recipe, one per glibc baseline.
+    Build(BuildArgs),
+    /// Audit every ELF file in a directory or archive against a glibc
+    /// baseline's policy (exit 1 when it does not comply).
+    Audit(AuditArgs),
+    /// Print or write the CycloneDX SBOM of a bundle (directory or archive).
+    Sbom(SbomArgs),
     /// Builder images: list the catalog, build local builders and bases.
     #[command(subcommand)]
     Images(ImagesCommand),
@@ -82,6 +91,52 @@ pub struct ExecArgs {
 }
 
 #[derive(Debug, Args)]
+pub struct BuildArgs {
+    /// The recipe (default: ./hermetic.toml).
+    #[arg(long, short = 'r', value_name = "FILE")]
+    pub recipe: Option<PathBuf>,
+    /// glibc baseline(s), e.g. 2.31 or 2.31,2.36 (default: the recipe's).
+    #[arg(long, value_delimiter = ',', env = "HERMETIC_GLIBC")]
+    pub glibc: Vec<Glibc>,
+    /// Output directory.
+    #[arg(long, default_value = "dist", env = "HERMETIC_OUT")]
+    pub out: PathBuf,
+    /// Use this builder image instead of the catalog's (still checked).
+    #[arg(long, value_name = "IMAGE")]
+    pub builder_image: Option<String>,
+    /// Runtime image (Debian suite) to smoke-test on (default: the newest).
+    #[arg(long, value_name = "SUITE")]
+    pub smoke_on: Option<String>,
+    /// Print the plan and stop.
+    #[arg(long)]
+    pub plan: bool,
+    /// Print JSON on stdout.
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct AuditArgs {
+    /// Directory or archive (.tar, .tar.gz) to audit.
+    pub path: PathBuf,
+    /// glibc baseline, e.g. 2.28.
+    #[arg(long)]
+    pub glibc: Glibc,
+    /// Print the report as JSON on stdout.
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct SbomArgs {
+    /// Bundle directory (`<name>/`) or archive (`.tar.gz`).
+    pub path: PathBuf,
+    /// Write to this file instead of stdout.
+    #[arg(long, short = 'o', value_name = "FILE")]
+    pub output: Option<PathBuf>,
+}
+
+#[derive(Debug, Args)]
 pub struct GcArgs {
     /// Print JSON on stdout.
     #[arg(long)]
@@ -116,6 +171,22 @@ impl From<ExecArgs> for app::ExecSettings {
             builder_image: a.builder_image,
             network: a.network,
             command: a.command,
+        }
+    }
+}
+
+impl From<BuildArgs> for app::BuildCommandSettings {
+    fn from(a: BuildArgs) -> Self {
+        app::BuildCommandSettings {
+            recipe: a.recipe,
+            settings: hermetic::plan::BuildSettings {
+                glibc: a.glibc,
+                out_dir: a.out,
+                builder_image: a.builder_image,
+                smoke_suite: a.smoke_on,
+            },
+            plan_only: a.plan,
+            json: a.json,
         }
     }
 }

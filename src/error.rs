@@ -31,6 +31,12 @@ pub enum Error {
     Archive(#[from] crate::archive::ArchiveError),
     #[error(transparent)]
     Recipe(#[from] crate::recipe::RecipeError),
+    #[error(transparent)]
+    Plan(#[from] crate::plan::PlanError),
+    #[error(transparent)]
+    Build(#[from] crate::build::BuildError),
+    #[error(transparent)]
+    Sbom(#[from] crate::sbom::SbomError),
     #[error("{0}")]
     Io(#[from] std::io::Error),
     /// Bad arguments that clap could not catch (e.g. an unknown baseline).
@@ -47,6 +53,7 @@ impl Error {
         match self {
             Error::Engine(e) => e.help(),
             Error::Catalog(e) => e.help(),
+            Error::Build(e) => e.help(),
             _ => None,
         }
     }

@@ -8,12 +8,13 @@
 
 pub mod app;
 pub mod archive;
+pub mod build;
 pub mod bundle;
 pub mod catalog;
 pub mod elf;
 pub mod engine;
-pub mod manifest;
 pub mod error;
+pub mod manifest;
 pub mod paths;
 pub mod plan;
 pub mod progress;

@@ -35,6 +35,9 @@ fn main() -> ExitCode {
 async fn dispatch(cli: cli::Cli) -> hermetic::Result<Outcome> {
     let global = cli.global();
     match cli.command {
+        cli::Command::Build(args) => app::build(&global, args.into()).await,
+        cli::Command::Sbom(args) => app::sbom(args.path, args.output).await,
+        cli::Command::Audit(args) => app::audit(args.path, args.glibc, args.json).await,
         cli::Command::Images(cli::ImagesCommand::List { json }) => {
             app::images_list(&global, json).await
         }

@@ -62,6 +62,8 @@ pub struct RelocateReport {
     pub sysconfig: Vec<String>,
     pub pkgconfig: Vec<String>,
     pub removed: Vec<String>,
+    /// Other text files whose prefix became the placeholder.
+    pub other: Vec<String>,
     pub records_updated: Vec<String>,
 }
 
@@ -164,6 +166,25 @@ pub fn relocate(
         {
             fs_err::remove_file(&entry)?;
             report.removed.push(rel(top, &entry));
+        } else if !report.scripts.contains(&rel(top, &entry)) {
+            // Any other text file naming the prefix (the config dir's
+            // Makefile and python-config.py, …): build-time data only, so
+            // the placeholder is enough to keep the bundle path-free.
+            let data = fs_err::read(&entry)?;
+            let needles = [runtime_build.as_str(), paths.python_prefix.as_str()];
+            if !data.starts_with(b"\x7fELF")
+                && std::str::from_utf8(&data).is_ok()
+                && needles.iter().any(|n| contains(&data, n.as_bytes()))
+            {
+                let pairs = [
+                    (runtime_build.as_str(), PREFIX_PLACEHOLDER),
+                    (paths.python_prefix.as_str(), PREFIX_PLACEHOLDER),
+                ];
+                let new = replace_all(&data, &pairs);
+                fs_err::write(&entry, &new)?;
+                rewritten.insert(entry.clone(), new);
+                report.other.push(rel(top, &entry));
+            }
         }
     }
 

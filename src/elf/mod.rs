@@ -78,11 +78,3 @@ pub enum ElfError {
         missing: Vec<String>,
     },
 }
-
-/// Temporary: replaced by the ELF reader.
-pub mod reader {
-    /// The glibc version a libc.so.6 defines.
-    pub fn glibc_version_of_libc(_bytes: &[u8]) -> Result<(u32, u32), super::ElfError> {
-        Err(super::ElfError::Other("not implemented".into()))
-    }
-}

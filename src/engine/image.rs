@@ -108,15 +108,15 @@ impl Engine {
                 reason: e.to_string(),
                 hint: hint.clone(),
             })?;
-            if let (Some(id), Some(detail)) = (item.id, item.progress_detail) {
-                if let (Some(cur), Some(total)) = (detail.current, detail.total) {
-                    layers.insert(id, (cur, total));
-                    let (cur, total) = layers
-                        .values()
-                        .fold((0, 0), |(a, b), (c, t)| (a + c, b + t));
-                    bar.set_length(total.max(0) as u64);
-                    bar.set_position(cur.max(0) as u64);
-                }
+            if let (Some(id), Some(detail)) = (item.id, item.progress_detail)
+                && let (Some(cur), Some(total)) = (detail.current, detail.total)
+            {
+                layers.insert(id, (cur, total));
+                let (cur, total) = layers
+                    .values()
+                    .fold((0, 0), |(a, b), (c, t)| (a + c, b + t));
+                bar.set_length(total.max(0) as u64);
+                bar.set_position(cur.max(0) as u64);
             }
         }
         bar.finish_and_clear();

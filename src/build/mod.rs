@@ -1,0 +1,482 @@
+//! Executes a [`BuildPlan`] against an engine: for each baseline, resolve
+//! and check the builder, fetch (network on), assemble offline, repair the
+//! ELF files, make the tree relocatable, write the deterministic archive,
+//! smoke-test it on a newer distro, and only then publish the outputs.
+//!
+//! Outputs are staged in a temporary directory inside `--out` and renamed
+//! into place only after every target built and passed its smoke test, so a
+//! failed build never leaves a half-written file that looks complete.
+//! A build whose inputs (recipe, source tree, builder image, fetched files,
+//! epoch, hermetic version) all hash the same as an earlier one reuses that
+//! build's outputs from the cache.
+
+pub mod assemble;
+pub mod fetch;
+pub mod output;
+pub mod repair;
+pub mod smoke;
+
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+use serde::Serialize;
+use tracing::{info, instrument};
+
+use crate::archive::{self, ArchiveError};
+use crate::bundle::relocate::{self, BuildPaths, RelocateError};
+use crate::bundle::{self, BundleMeta};
+use crate::catalog::{self, CatalogError, Glibc};
+use crate::elf::ElfError;
+use crate::engine::{Engine, EngineError, ExecOutput};
+use crate::plan::{BuildPlan, TargetPlan};
+use crate::progress::Phase;
+
+/// Shared state of one `hermetic build` run.
+pub struct BuildContext<'a> {
+    pub engine: &'a Engine,
+    pub plan: &'a BuildPlan,
+    /// Put on every container's label and in log file names.
+    pub build_id: String,
+    /// The host CA bundle for fetch containers.
+    pub ca_bundle: Vec<u8>,
+    /// `python3.11`.
+    pub python_exe: String,
+    /// `3.11`.
+    pub python_version: String,
+}
+
+/// The result of a whole build.
+#[derive(Debug, Clone, Serialize)]
+pub struct BuildReport {
+    pub name: String,
+    pub version: String,
+    pub out_dir: PathBuf,
+    pub targets: Vec<TargetReport>,
+    /// False when a smoke test failed (then nothing was published).
+    pub passed: bool,
+}
+
+/// The result for one baseline.
+#[derive(Debug, Clone, Serialize)]
+pub struct TargetReport {
+    pub glibc: Glibc,
+    pub archive: String,
+    pub sha256: String,
+    pub size: u64,
+    pub record: String,
+    pub cached: bool,
+    pub builder: Option<catalog::ResolvedBuilder>,
+    pub vendored_libs: usize,
+    pub smoke: Option<smoke::SmokeReport>,
+    pub phases_ms: Vec<(String, u64)>,
+}
+
+/// Runs the plan.
+#[instrument(skip_all, fields(name = %plan.name))]
+pub async fn run(
+    engine: &Engine,
+    plan: &BuildPlan,
+    ca_bundle: Vec<u8>,
+) -> Result<BuildReport, BuildError> {
+    fs_err::create_dir_all(&plan.out_dir)?;
+    let staging = tempfile::Builder::new()
+        .prefix(".hermetic-staging-")
+        .tempdir_in(&plan.out_dir)?;
+    let mut reports = Vec::new();
+    let mut published = Vec::new();
+    let mut passed = true;
+    for target in &plan.targets {
+        let (python_exe, python_version) = python_names(&target.python)?;
+        let ctx = BuildContext {
+            engine,
+            plan,
+            build_id: format!("{}-glibc{}-{}", plan.name, target.glibc, random_suffix()),
+            ca_bundle: ca_bundle.clone(),
+            python_exe,
+            python_version,
+        };
+        let (report, files) = build_target(&ctx, target, staging.path()).await?;
+        if report.smoke.as_ref().is_some_and(|s| !s.passed) {
+            passed = false;
+        }
+        reports.push(report);
+        published.extend(files);
+    }
+    if passed {
+        output::publish(staging.path(), &plan.out_dir, &published)?;
+    }
+    Ok(BuildReport {
+        name: plan.name.clone(),
+        version: plan.version.clone(),
+        out_dir: plan.out_dir.clone(),
+        targets: reports,
+        passed,
+    })
+}
+
+/// Builds one baseline into `staging`; returns its report and the names of
+/// the files it staged.
+async fn build_target(
+    ctx: &BuildContext<'_>,
+    target: &TargetPlan,
+    staging: &Path,
+) -> Result<(TargetReport, Vec<String>), BuildError> {
+    let plan = ctx.plan;
+    let mut phases = Vec::new();
+    let mut timed = |name: &str, started: Instant| {
+        phases.push((name.to_string(), started.elapsed().as_millis() as u64))
+    };
+
+    let started = Instant::now();
+    let phase = Phase::start(
+        "resolve",
+        format!("glibc {}: checking the builder image", target.glibc),
+    );
+    let builder =
+        catalog::resolve_builder(ctx.engine, target.glibc, target.builder_override.as_deref())
+            .await?;
+    phase.finish();
+    timed("resolve", started);
+
+    let started = Instant::now();
+    let phase = Phase::start(
+        "fetch",
+        format!(
+            "glibc {}: fetching system packages and Python inputs",
+            target.glibc
+        ),
+    );
+    let derived = fetch::derive_image(ctx, &builder.image_id, &target.system_packages).await?;
+    let python = format!("{}/bin/{}", builder.python_prefix, ctx.python_exe);
+    let inputs = fetch::fetch_inputs(ctx, &derived.image_id, &python, target).await?;
+    phase.finish();
+    timed("fetch", started);
+
+    let source_tree_sha256 = archive::tree_hash(&plan.context_dir)?;
+    let cache_key = output::cache_key(
+        plan,
+        target,
+        &builder,
+        &derived,
+        &inputs,
+        &source_tree_sha256,
+    );
+    if let Some((report, files)) = output::from_cache(&cache_key, target, staging)? {
+        info!(key = %cache_key, "unchanged inputs: reusing the cached outputs");
+        return Ok((
+            TargetReport {
+                builder: Some(builder),
+                phases_ms: phases,
+                ..report
+            },
+            files,
+        ));
+    }
+
+    let started = Instant::now();
+    let phase = Phase::start(
+        "build",
+        format!("glibc {}: assembling the bundle offline", target.glibc),
+    );
+    let work = tempfile::tempdir()?;
+    let inputs_dir = work.path().join("inputs");
+    fetch::BlobCache::open()?.materialize(&inputs, &inputs_dir)?;
+    let container = assemble::create(ctx, &derived.image_id).await?;
+    let assembled = async {
+        assemble::assemble(ctx, &container, target, &inputs_dir, &builder.python_prefix).await?;
+        phase.set_message(format!("glibc {}: repairing ELF files", target.glibc));
+        let vendored = repair::repair(ctx, &container, target.glibc, work.path()).await?;
+        let tar = work.path().join("bundle.tar");
+        container
+            .copy_out(&assemble::bundle_dir(&plan.name), &tar)
+            .await?;
+        Ok::<_, BuildError>((vendored, tar))
+    }
+    .await;
+    container.remove().await;
+    let (vendored, tar) = assembled?;
+    phase.finish();
+    timed("build", started);
+
+    let started = Instant::now();
+    let phase = Phase::start(
+        "finish",
+        format!("glibc {}: relocating, pruning, archiving", target.glibc),
+    );
+    let tree = work.path().join("tree");
+    fs_err::create_dir_all(&tree)?;
+    archive::unpack_safe(fs_err::File::open(&tar)?, &tree, 64 << 30)?;
+    let top = tree.join(&plan.name);
+    let paths = BuildPaths {
+        bundle_dir: assemble::bundle_dir(&plan.name),
+        python_prefix: builder.python_prefix.clone(),
+        work_dirs: [
+            assemble::SRC_DIR,
+            assemble::WORK_DIR,
+            assemble::INPUTS_DIR,
+            "/tmp/pip-",
+        ]
+        .map(String::from)
+        .to_vec(),
+    };
+    relocate::relocate(&top, &paths, &ctx.python_exe)?;
+    write_launchers(&top, &target.launchers, &ctx.python_exe)?;
+    output::prune(&top, &target.prune, &target.launchers)?;
+    let hits = relocate::scan(&top, &paths)?;
+    let forbidden: Vec<String> = relocate::forbidden_hits(&hits, &paths)
+        .iter()
+        .map(|h| format!("{} ({})", h.path, h.needle))
+        .collect();
+    if !forbidden.is_empty() {
+        return Err(BuildError::BuildPaths { files: forbidden });
+    }
+
+    // The repair's promise, checked on the finished tree: every ELF file
+    // complies with the baseline's policy.
+    let policy = crate::elf::policy::Policy::for_glibc(&target.glibc.to_string())?;
+    let tree = crate::elf::tree::Tree::scan(&top)?;
+    let audit = crate::elf::audit::audit(&tree, policy)?;
+    if !audit.compliant {
+        return Err(BuildError::NotCompliant {
+            glibc: target.glibc,
+            report: audit.render_text(),
+        });
+    }
+    let elf_files: Vec<String> = tree
+        .elves
+        .iter()
+        .filter(|e| e.is_loadable())
+        .map(|e| e.path.clone())
+        .collect();
+
+    let meta = BundleMeta {
+        format: BundleMeta::FORMAT,
+        name: plan.name.clone(),
+        version: plan.version.clone(),
+        glibc: target.glibc.to_string(),
+        launchers: target.launchers.clone(),
+        python: bundle::meta::PythonRuntime {
+            version: python_full_version(&builder, &ctx.python_version),
+            source_url: catalog_python(&builder).map(|p| p.url),
+            source_sha256: catalog_python(&builder).map(|p| p.sha256),
+            path: bundle::RUNTIME_DIR.to_string(),
+        },
+        builder: bundle::meta::BuilderImage {
+            reference: builder.reference.clone(),
+            image_id: builder.image_id.clone(),
+            distro: output::distro_of(&builder),
+        },
+        inputs: inputs.clone(),
+        system_packages: derived.packages.clone(),
+        vendored_libs: vendored.clone(),
+        native_files: output::native_files(&top, &target.collect)?,
+        source_date_epoch: plan.source_date_epoch,
+        source_tree_sha256: plan_has_project(target).then(|| source_tree_sha256.clone()),
+        recipe_sha256: plan.recipe_sha256.clone(),
+    };
+    let meta_path = top.join(bundle::META_PATH);
+    fs_err::create_dir_all(meta_path.parent().unwrap_or(&top))?;
+    fs_err::write(&meta_path, meta.to_canonical_json())?;
+    let sbom = crate::sbom::generate(&top)?;
+    let sbom_dir = top.join(bundle::SBOM_DIR);
+    fs_err::create_dir_all(&sbom_dir)?;
+    fs_err::write(
+        sbom_dir.join(format!("{}.cdx.json", plan.name)),
+        sbom.to_json_bytes(),
+    )?;
+
+    let staged = output::stage(
+        ctx,
+        target,
+        &top,
+        &builder,
+        &derived,
+        &inputs,
+        &source_tree_sha256,
+        staging,
+    )?;
+    phase.finish();
+    timed("finish", started);
+
+    let smoke = match &target.smoke {
+        Some(smoke_plan) => {
+            let started = Instant::now();
+            let phase = Phase::start(
+                "smoke",
+                format!(
+                    "glibc {}: smoke test on {}",
+                    target.glibc, target.smoke_suite
+                ),
+            );
+            let report = smoke::run(
+                ctx,
+                &staging.join(&target.archive_name),
+                smoke_plan,
+                &target.smoke_suite,
+                &elf_files,
+                policy,
+            )
+            .await?;
+            phase.finish();
+            timed("smoke", started);
+            Some(report)
+        }
+        None => None,
+    };
+    if smoke.as_ref().is_none_or(|s| s.passed) {
+        output::store_in_cache(&cache_key, staging, &staged)?;
+    }
+    Ok((
+        TargetReport {
+            glibc: target.glibc,
+            archive: target.archive_name.clone(),
+            sha256: staged.archive_sha256.clone(),
+            size: staged.archive_size,
+            record: staged.record_name.clone(),
+            cached: false,
+            builder: Some(builder),
+            vendored_libs: vendored.len(),
+            smoke,
+            phases_ms: phases,
+        },
+        staged.files,
+    ))
+}
+
+fn plan_has_project(target: &TargetPlan) -> bool {
+    target.install.project.is_some()
+}
+
+fn catalog_python(builder: &catalog::ResolvedBuilder) -> Option<catalog::PythonSource> {
+    (builder.source == catalog::Source::Local)
+        .then(|| catalog::Catalog::embedded().ok().map(|c| c.local.python))
+        .flatten()
+}
+
+fn python_full_version(builder: &catalog::ResolvedBuilder, short: &str) -> String {
+    catalog_python(builder)
+        .map(|p| p.version)
+        .unwrap_or_else(|| short.to_string())
+}
+
+/// `"3.11"` -> (`"python3.11"`, `"3.11"`).
+fn python_names(python: &str) -> Result<(String, String), BuildError> {
+    let mut parts = python.split('.');
+    let (Some(major), Some(minor)) = (parts.next(), parts.next()) else {
+        return Err(BuildError::Python {
+            wanted: python.to_string(),
+            reason: "expected a version like 3.11".into(),
+        });
+    };
+    if major != "3" || minor.parse::<u32>().is_err() {
+        return Err(BuildError::Python {
+            wanted: python.to_string(),
+            reason: "expected a version like 3.11".into(),
+        });
+    }
+    Ok((format!("python3.{minor}"), format!("3.{minor}")))
+}
+
+fn write_launchers(top: &Path, launchers: &[String], python_exe: &str) -> Result<(), BuildError> {
+    use std::os::unix::fs::PermissionsExt;
+    for name in launchers {
+        let script = top.join(bundle::RUNTIME_DIR).join("bin").join(name);
+        if !script.is_file() {
+            return Err(BuildError::Launcher { name: name.clone() });
+        }
+        let path = top.join(name);
+        fs_err::write(&path, bundle::launcher::launcher_script(name, python_exe))?;
+        fs_err::set_permissions(&path, std::fs::Permissions::from_mode(0o755))?;
+    }
+    Ok(())
+}
+
+fn random_suffix() -> String {
+    use sha2::Digest;
+    let seed = format!("{}-{:?}", std::process::id(), std::time::SystemTime::now());
+    hex::encode(sha2::Sha256::digest(seed.as_bytes()))[..8].to_string()
+}
+
+/// Turns a failed step into an error that shows its last lines and log.
+pub(crate) fn step_failed(step: &str, out: &ExecOutput, log: &Path) -> BuildError {
+    BuildError::Step {
+        step: step.to_string(),
+        exit_code: out.exit_code,
+        tail: out.tail.clone(),
+        log: log.to_path_buf(),
+    }
+}
+
+/// Errors that stop a build.
+#[derive(Debug, thiserror::Error)]
+pub enum BuildError {
+    #[error("hash mismatch for {file}: expected sha256 {expected}, got {got}")]
+    HashMismatch {
+        file: String,
+        expected: String,
+        got: String,
+    },
+
+    #[error("input {requirement} is missing: {reason}")]
+    InputMissing { requirement: String, reason: String },
+
+    #[error("step `{step}` failed with exit code {exit_code} (log: {}){}", log.display(), tail_text(tail))]
+    Step {
+        step: String,
+        exit_code: i64,
+        tail: Vec<String>,
+        log: PathBuf,
+    },
+
+    #[error("the bundle still refers to build paths in: {}", files.join(", "))]
+    BuildPaths { files: Vec<String> },
+
+    #[error("after repair the bundle still does not comply with glibc {glibc}:\n{report}")]
+    NotCompliant { glibc: Glibc, report: String },
+
+    #[error("launcher `{name}`: no console script of that name was installed in the runtime")]
+    Launcher { name: String },
+
+    #[error("python {wanted}: {reason}")]
+    Python { wanted: String, reason: String },
+
+    #[error(transparent)]
+    Engine(#[from] EngineError),
+    #[error(transparent)]
+    Catalog(#[from] CatalogError),
+    #[error(transparent)]
+    Archive(#[from] ArchiveError),
+    #[error(transparent)]
+    Elf(#[from] ElfError),
+    #[error(transparent)]
+    Relocate(#[from] RelocateError),
+    #[error(transparent)]
+    Sbom(#[from] crate::sbom::SbomError),
+    #[error("{0}")]
+    Io(#[from] std::io::Error),
+}
+
+impl BuildError {
+    /// A line the user can act on.
+    pub fn help(&self) -> Option<String> {
+        match self {
+            BuildError::Engine(e) => e.help(),
+            BuildError::Catalog(e) => e.help(),
+            BuildError::Step { .. } => {
+                Some("rerun with -v to stream the container's output".into())
+            }
+            BuildError::HashMismatch { .. } => Some(
+                "check the requirement's --hash, or whether the file on the index changed".into(),
+            ),
+            _ => None,
+        }
+    }
+}
+
+fn tail_text(tail: &[String]) -> String {
+    if tail.is_empty() {
+        String::new()
+    } else {
+        format!("\n  | {}", tail.join("\n  | "))
+    }
+}
