@@ -110,6 +110,9 @@ pub struct BuildArgs {
     /// Print the plan and stop.
     #[arg(long)]
     pub plan: bool,
+    /// Build even when cached outputs match every input.
+    #[arg(long)]
+    pub rebuild: bool,
     /// Print JSON on stdout.
     #[arg(long)]
     pub json: bool,
@@ -184,6 +187,7 @@ impl From<BuildArgs> for app::BuildCommandSettings {
                 out_dir: a.out,
                 builder_image: a.builder_image,
                 smoke_suite: a.smoke_on,
+                rebuild: a.rebuild,
             },
             plan_only: a.plan,
             json: a.json,

@@ -13,6 +13,8 @@ use crate::catalog::Glibc;
 #[derive(Debug, Clone, Serialize)]
 pub struct BuildPlan {
     pub hermetic_version: String,
+    /// Ignore cached outputs (`--rebuild`).
+    pub rebuild: bool,
     pub recipe: PathBuf,
     pub recipe_sha256: String,
     pub name: String,
@@ -112,6 +114,8 @@ pub struct BuildSettings {
     pub builder_image: Option<String>,
     /// Runtime suite for the smoke test; default: the newest in the catalog.
     pub smoke_suite: Option<String>,
+    /// Build even when cached outputs match every input.
+    pub rebuild: bool,
 }
 
 /// Errors turning a recipe into a plan.
@@ -261,6 +265,7 @@ pub fn from_recipe(
     }
     Ok(BuildPlan {
         hermetic_version: env!("CARGO_PKG_VERSION").to_string(),
+        rebuild: settings.rebuild,
         recipe: recipe.path.clone(),
         recipe_sha256: recipe.sha256.clone(),
         name: recipe.name.clone(),

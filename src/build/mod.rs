@@ -161,7 +161,12 @@ async fn build_target(
         &inputs,
         &source_tree_sha256,
     );
-    if let Some((report, files)) = output::from_cache(&cache_key, target, staging)? {
+    let cached = if plan.rebuild {
+        None
+    } else {
+        output::from_cache(&cache_key, target, staging)?
+    };
+    if let Some((report, files)) = cached {
         info!(key = %cache_key, "unchanged inputs: reusing the cached outputs");
         return Ok((
             TargetReport {

@@ -154,6 +154,24 @@ pub fn glibc_version_of_libc(path: &Path, bytes: &[u8]) -> Result<(u32, u32), El
         .unwrap_or_else(|_| Err(malformed(path, "the ELF parser panicked on this file")))
 }
 
+/// The version in glibc's banner string (`release version 2.31.`).
+fn release_banner_version(bytes: &[u8]) -> Option<(u32, u32)> {
+    const NEEDLE: &[u8] = b"release version ";
+    let start = bytes.windows(NEEDLE.len()).position(|w| w == NEEDLE)? + NEEDLE.len();
+    let rest = &bytes[start..bytes.len().min(start + 16)];
+    let end = rest
+        .iter()
+        .position(|b| !(b.is_ascii_digit() || *b == b'.'))
+        .unwrap_or(rest.len());
+    let text = std::str::from_utf8(&rest[..end])
+        .ok()?
+        .trim_end_matches('.');
+    let mut parts = text.split('.');
+    let major = parts.next()?.parse().ok()?;
+    let minor = parts.next()?.parse().ok()?;
+    Some((major, minor))
+}
+
 /// [`glibc_version_of_libc`] without the panic guard, for the fuzz target.
 #[doc(hidden)]
 pub fn glibc_version_unguarded(path: &Path, bytes: &[u8]) -> Result<(u32, u32), ElfError> {
@@ -177,6 +195,15 @@ pub fn glibc_version_unguarded(path: &Path, bytes: &[u8]) -> Result<(u32, u32), 
                     best = best.max(Some(v));
                 }
             }
+        }
+    }
+    // A release without new symbols defines no version of its own (2.31
+    // defines nothing newer than GLIBC_2.30), so the banner glibc embeds,
+    // "... release version 2.31.", is the better witness; the version
+    // definitions stay the fallback and a floor.
+    if let Some(release) = release_banner_version(bytes) {
+        if best.is_none_or(|b| release >= b) {
+            return Ok(release);
         }
     }
     best.ok_or_else(|| ElfError::NotGlibc {
@@ -342,6 +369,23 @@ fn x86_isa_level(elf: &Elf, bytes: &[u8]) -> Option<u8> {
         }
     }
     None
+}
+
+#[cfg(test)]
+mod banner_tests {
+    use super::release_banner_version;
+
+    #[test]
+    fn banner_versions_parse() {
+        let b =
+            b"xx GNU C Library (Debian GLIBC 2.31-13+deb11u11) stable release version 2.31.\n yy";
+        assert_eq!(release_banner_version(b), Some((2, 31)));
+        assert_eq!(
+            release_banner_version(b"stable release version 2.28, by Roland"),
+            Some((2, 28))
+        );
+        assert_eq!(release_banner_version(b"no banner"), None);
+    }
 }
 
 #[cfg(test)]
