@@ -201,10 +201,10 @@ pub fn glibc_version_unguarded(path: &Path, bytes: &[u8]) -> Result<(u32, u32), 
     // defines nothing newer than GLIBC_2.30), so the banner glibc embeds,
     // "... release version 2.31.", is the better witness; the version
     // definitions stay the fallback and a floor.
-    if let Some(release) = release_banner_version(bytes) {
-        if best.is_none_or(|b| release >= b) {
-            return Ok(release);
-        }
+    if let Some(release) = release_banner_version(bytes)
+        && best.is_none_or(|b| release >= b)
+    {
+        return Ok(release);
     }
     best.ok_or_else(|| ElfError::NotGlibc {
         path: path.to_path_buf(),
