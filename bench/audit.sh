@@ -2,7 +2,6 @@
 # Audit time over a tree with thousands of ELF files, next to `readelf -dV`
 # over the same files. Usage: bench/audit.sh [TREE] [GLIBC] [RUNS]
 # Default tree: /usr/lib/x86_64-linux-gnu (the host's shared libraries).
-# Uses examples/audit.rs until `hermetic audit` is wired into the CLI.
 set -eu
 cd "$(dirname "$0")/.."
 TREE=${1:-/usr/lib/x86_64-linux-gnu}
@@ -11,8 +10,8 @@ RUNS=${3:-3}
 CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-target}
 export CARGO_TARGET_DIR
 
-cargo build --release --quiet --example audit
-AUDIT=$CARGO_TARGET_DIR/release/examples/audit
+cargo build --release --quiet
+HERMETIC=$CARGO_TARGET_DIR/release/hermetic
 OUT=$(mktemp)
 trap 'rm -f "$OUT"' EXIT
 
@@ -37,7 +36,7 @@ files=$(find "$TREE" -type f | wc -l)
 find "$TREE" -type f -print0 | xargs -0 cat >/dev/null 2>&1 || true
 
 set +e
-"$AUDIT" "$TREE" "$GLIBC" --json >"$OUT"
+"$HERMETIC" audit "$TREE" --glibc "$GLIBC" --json >"$OUT"
 rc=$?
 set -e
 if [ "$rc" -eq 2 ]; then
@@ -47,7 +46,7 @@ fi
 elves=$(sed -n 's/^  "elf_files": \([0-9]*\),/\1/p' "$OUT")
 findings=$(grep -c '"kind":' "$OUT" || true)
 
-t_audit=$(best "$AUDIT" "$TREE" "$GLIBC" --json)
+t_audit=$(best "$HERMETIC" audit "$TREE" --glibc "$GLIBC" --json)
 t_readelf=$(best sh -c 'find "$1" -type f -print0 | xargs -0 readelf -dV' _ "$TREE")
 t_readelf_p=$(best sh -c 'find "$1" -type f -print0 | xargs -0 -P "$(nproc)" -n 200 readelf -dV' _ "$TREE")
 

@@ -155,7 +155,7 @@ pub async fn assemble(
         container,
         "strip debug info",
         &format!(
-            "set -e; cd {b}; find . -type f -print | while IFS= read -r f; do \
+            "set -e; cd {b}; find . -type f \\( -name '*.so*' -o -perm -u+x \\) -print | while IFS= read -r f; do \
            [ \"$(head -c 4 \"$f\" | od -An -c | tr -d ' \\n')\" = '177ELF' ] || continue; \
            case $f in ./python/runtime/lib/python3*/site-packages/*) \
              grep -q -F -e /hermetic/ -e /tmp/pip- \"$f\" || continue ;; esac; \

@@ -139,25 +139,35 @@ pub async fn repair(
 
     let owners = owners(container, plan.vendored.iter().map(|v| v.source.as_str())).await?;
     let mut vendored = Vec::new();
+    // One sha256sum over every vendored file (after patchelf changed them).
+    let files: Vec<String> = plan
+        .vendored
+        .iter()
+        .map(|v| assemble_quote(&v.dest))
+        .collect();
+    let sums = run(
+        container,
+        "hash vendored libraries",
+        &format!(
+            "cd {} && sha256sum -- {}",
+            assemble_quote(&bundle),
+            files.join(" ")
+        ),
+    )
+    .await?;
+    let hash_of: HashMap<&str, &str> = sums
+        .lines()
+        .filter_map(|l| l.split_once("  ").map(|(hash, file)| (file, hash)))
+        .collect();
     for v in &plan.vendored {
-        let hash = run(
-            container,
-            "hash vendored library",
-            &format!(
-                "sha256sum {}",
-                assemble_quote(&format!("{bundle}/{}", v.dest))
-            ),
-        )
-        .await?;
         vendored.push(VendoredLib {
             path: v.dest.clone(),
             original_soname: v.soname.clone(),
             source_path: v.source.clone(),
-            sha256: hash
-                .split_whitespace()
-                .next()
-                .unwrap_or_default()
-                .to_string(),
+            sha256: hash_of
+                .get(v.dest.as_str())
+                .map(|h| h.to_string())
+                .unwrap_or_default(),
             package: owners.get(&v.source).cloned(),
         });
     }
@@ -169,7 +179,10 @@ fn assemble_quote(s: &str) -> String {
     super::fetch::shell_quote(s)
 }
 
-/// The OS package owning each path (Debian's `dpkg -S`, or `rpm -qf`).
+/// The OS package owning each path: one `dpkg -S` over every spelling of
+/// every path (with merged /usr a library found under /lib may be
+/// registered under /usr/lib and the other way round), then one
+/// `dpkg-query` for the versions; `rpm -qf` on RPM-based builders.
 async fn owners<'p>(
     container: &Container,
     paths: impl Iterator<Item = &'p str>,
@@ -180,34 +193,76 @@ async fn owners<'p>(
         return Ok(map);
     }
     let quoted: Vec<String> = paths.iter().map(|p| assemble_quote(p)).collect();
-    // dpkg -S needs the path as the package registered it; with merged /usr
-    // a library found under /lib may be registered under /usr/lib and the
-    // other way round, so both spellings are tried.
     let script = format!(
-        "for p in {}; do \
-           if command -v dpkg-query >/dev/null; then \
-             r=$(readlink -f \"$p\"); \
-             for q in \"$p\" \"$r\" \"${{p#/usr}}\" \"/usr$p\" \"${{r#/usr}}\" \"/usr$r\"; do \
-               pkg=$(dpkg -S \"$q\" 2>/dev/null | head -1 | cut -d: -f1) && [ -n \"$pkg\" ] && break; done; \
-             [ -n \"$pkg\" ] && printf '%s\\tdeb\\t%s\\n' \"$p\" \"$(dpkg-query -W -f='${{Package}}\\t${{Version}}\\t${{Architecture}}' \"$pkg\" | head -1)\"; \
-           else \
-             printf '%s\\trpm\\t%s\\n' \"$p\" \"$(rpm -qf --qf '%{{NAME}}\\t%{{VERSION}}-%{{RELEASE}}\\t%{{ARCH}}' \"$p\" 2>/dev/null)\"; \
-           fi; pkg=; done",
-        quoted.join(" ")
+        "if command -v dpkg-query >/dev/null; then \
+           for p in {paths}; do r=$(readlink -f \"$p\"); \
+             for q in \"$p\" \"$r\" \"${{p#/usr}}\" \"/usr$p\" \"${{r#/usr}}\" \"/usr$r\"; do printf '%s\\t%s\\n' \"$p\" \"$q\"; done; \
+           done > /tmp/hermetic-owner-paths; \
+           cut -f2 /tmp/hermetic-owner-paths | sort -u | xargs dpkg -S 2>/dev/null | sed 's/^/S\\t/'; \
+           cat /tmp/hermetic-owner-paths | sed 's/^/P\\t/'; \
+           dpkg-query -W -f='Q\\t${{Package}}\\t${{Version}}\\t${{Architecture}}\\n'; \
+         else for p in {paths}; do \
+           printf 'R\\t%s\\t%s\\n' \"$p\" \"$(rpm -qf --qf '%{{NAME}}\\t%{{VERSION}}-%{{RELEASE}}\\t%{{ARCH}}' \"$p\" 2>/dev/null)\"; done; fi",
+        paths = quoted.join(" ")
     );
-    let out = run(container, "find owning packages", &script).await?;
-    for line in out.lines() {
+    let out = container
+        .exec(&crate::engine::ExecSpec::shell(script))
+        .await?;
+    // dpkg -S exits 1 when some spelling is unknown: that is expected.
+    let mut owner_of_spelling: HashMap<&str, &str> = HashMap::new();
+    let mut spellings: Vec<(&str, &str)> = Vec::new();
+    let mut versions: HashMap<&str, (&str, &str)> = HashMap::new();
+    for line in out.stdout.lines() {
         let f: Vec<&str> = line.split('\t').collect();
-        if f.len() >= 5 && !f[2].is_empty() {
-            map.insert(
-                f[0].to_string(),
-                OsPackage {
-                    name: f[2].to_string(),
-                    version: f[3].to_string(),
-                    arch: f[4].to_string(),
-                    kind: f[1].to_string(),
-                },
-            );
+        match f.as_slice() {
+            ["S", rest] => {
+                // "pkg[:arch][, pkg2]: /path"
+                if let Some((pkgs, path)) = rest.split_once(": ") {
+                    let pkg = pkgs
+                        .split(',')
+                        .next()
+                        .unwrap_or(pkgs)
+                        .split(':')
+                        .next()
+                        .unwrap_or(pkgs)
+                        .trim();
+                    owner_of_spelling.insert(path.trim(), pkg);
+                }
+            }
+            ["P", path, spelling] => spellings.push((path, spelling)),
+            ["Q", name, version, arch] => {
+                versions.insert(name, (version, arch));
+            }
+            ["R", path, name, version, arch] if !name.is_empty() => {
+                map.insert(
+                    path.to_string(),
+                    OsPackage {
+                        name: name.to_string(),
+                        version: version.to_string(),
+                        arch: arch.to_string(),
+                        kind: "rpm".into(),
+                    },
+                );
+            }
+            _ => {}
+        }
+    }
+    for (path, spelling) in spellings {
+        if map.contains_key(path) {
+            continue;
+        }
+        if let Some(pkg) = owner_of_spelling.get(spelling) {
+            if let Some((version, arch)) = versions.get(pkg) {
+                map.insert(
+                    path.to_string(),
+                    OsPackage {
+                        name: pkg.to_string(),
+                        version: version.to_string(),
+                        arch: arch.to_string(),
+                        kind: "deb".into(),
+                    },
+                );
+            }
         }
     }
     Ok(map)

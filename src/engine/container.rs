@@ -285,6 +285,7 @@ impl Container {
             action,
             source,
         };
+        let clock = std::time::Instant::now();
         let exec = docker
             .create_exec(&self.id, config)
             .await
@@ -328,7 +329,10 @@ impl Container {
             .await
             .map_err(|e| err("exec inspect", e))?;
         let exit_code = inspect.exit_code.unwrap_or(-1);
-        self.log_line(&format!("[exit {exit_code}]"));
+        self.log_line(&format!(
+            "[exit {exit_code} after {:.1}s]",
+            clock.elapsed().as_secs_f64()
+        ));
         Ok(ExecOutput {
             exit_code,
             stdout,
