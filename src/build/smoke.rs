@@ -147,7 +147,7 @@ fn linkage_problems(output: &str, top: &str, policy: &Policy) -> Vec<String> {
         let inside = location.starts_with(&format!("{top}/"));
         if location == "not found" {
             problems.push(format!("{file}: {soname} => not found"));
-        } else if !inside && !policy.allows_library(soname) {
+        } else if !inside && !policy.allows_library(soname.rsplit('/').next().unwrap_or(soname)) {
             problems.push(format!(
                 "{file}: {soname} => {location} (outside the bundle, not allowed by {})",
                 policy.name
@@ -171,6 +171,8 @@ mod tests {
 \tlibffi.so.8 => /lib/x86_64-linux-gnu/libffi.so.8 (0x00007f)
 \tlibgone.so.1 => not found
 \t/lib64/ld-linux-x86-64.so.2 (0x00007f)
+== ./bin/prog
+\t/lib64/ld-linux-x86-64.so.2 => /lib/x86_64-linux-gnu/ld-linux-x86-64.so.2 (0x00007f)
 ";
         let p = linkage_problems(out, "/tmp/x y/app", policy);
         assert_eq!(p.len(), 2, "{p:?}");
