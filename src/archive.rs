@@ -1,8 +1,1141 @@
 //! Deterministic archives: every determinism rule lives here.
+//!
+//! Data flow: a bundle directory on the host is walked ([`write_tree`]) into a
+//! sorted list of `(archive path, source path)` entries, which
+//! [`write_entries`] streams through a tar writer, an optional gzip encoder and
+//! two hashing adaptors (one on the uncompressed tar stream, one on the bytes
+//! that reach the output), so an OCI layer gets both its `diff_id` and its
+//! digest from one pass and no bundle is ever held in memory.
+//! [`write_archive_atomically`] puts the result at its final path only once it
+//! is complete. In the other direction, [`unpack_safe`] unpacks a tar stream
+//! that came out of a container, treating it as hostile.
+//!
+//! # Determinism rules (the only place they are written down)
+//!
+//! * **Format**: GNU tar (the tar crate's GNU headers). Paths longer than 100
+//!   bytes and long symlink targets use GNU `././@LongLink` records, which GNU
+//!   tar, bsdtar, busybox tar and Python's `tarfile` all read. No PAX records
+//!   are written, so nothing like `atime`/`ctime`/xattrs can sneak in.
+//! * **Order**: entries are sorted by the bytes of their archive path (not by
+//!   walk order: `a-b` sorts before `a/b`). Directories are entries too, the
+//!   prefix directory itself first.
+//! * **Timestamps**: every entry's mtime is set to `SOURCE_DATE_EPOCH`, not
+//!   clamped: a file that happens to be older than the epoch would otherwise
+//!   leak the time it was built at.
+//! * **Owners**: uid/gid 0, empty user and group names.
+//! * **Modes**: directories 0755; regular files 0644, or 0755 when any execute
+//!   bit is set; symlinks 0777. setuid/setgid/sticky never survive.
+//! * **Kinds**: regular files, directories and symlinks only. Hard links are
+//!   stored as independent regular files (so the archive does not depend on
+//!   inode numbers). Devices, FIFOs and sockets are an error naming the file.
+//!   Symlink targets are stored verbatim, but absolute targets and targets that
+//!   leave the tree (checked lexically) are an error.
+//! * **Gzip**: flate2 at level 6, header with no file name, mtime 0 and OS byte
+//!   255 ("unknown"). The compressed bytes depend on flate2's backend
+//!   (miniz_oxide), which `Cargo.lock` pins along with hermetic's version.
+
+use std::ffi::OsStr;
+use std::io::{self, BufWriter, Read, Write};
+use std::os::unix::fs::{FileTypeExt, MetadataExt, PermissionsExt};
+use std::path::{Component, Path, PathBuf};
+use std::process::Command;
+
+use serde::Serialize;
+use sha2::{Digest, Sha256};
 
 /// Errors writing or reading archives.
 #[derive(Debug, thiserror::Error)]
 pub enum ArchiveError {
-    #[error("{0}")]
-    Other(String),
+    /// An I/O error; `fs_err` puts the path in the message.
+    #[error(transparent)]
+    Io(#[from] io::Error),
+    /// A file kind that cannot go into a bundle (device, FIFO, socket).
+    #[error(
+        "unsupported file type ({kind}) at {}: bundles may only hold regular files, directories and symlinks",
+        path.display()
+    )]
+    UnsupportedFileType { path: PathBuf, kind: &'static str },
+    /// A symlink whose target is absolute, so it would not survive relocation.
+    #[error("symlink {} has an absolute target `{}`: bundles must be relocatable", path.display(), target.display())]
+    AbsoluteSymlink { path: PathBuf, target: PathBuf },
+    /// A symlink whose target leaves the tree being archived.
+    #[error("symlink {} points outside the tree: `{}`", path.display(), target.display())]
+    EscapingSymlink { path: PathBuf, target: PathBuf },
+    /// A file name that is not UTF-8 (archive paths are UTF-8).
+    #[error("path is not valid UTF-8: {}", path.display())]
+    NonUtf8Path { path: PathBuf },
+    /// The archive prefix is not a plain relative path.
+    #[error("invalid archive prefix `{prefix}`: it must be a relative path without `..`")]
+    InvalidPrefix { prefix: String },
+    /// An archive path given to [`write_entries`] is not a plain relative path.
+    #[error(
+        "invalid archive path `{path}`: it must be a relative path without `.`, `..` or empty components"
+    )]
+    InvalidEntryPath { path: String },
+    /// [`write_entries`] was given entries out of order or twice.
+    #[error("archive entries must be sorted and unique: `{path}` comes after `{previous}`")]
+    UnsortedEntries { path: String, previous: String },
+    /// A file changed size while it was being archived.
+    #[error("{} changed while it was being archived (expected {expected} bytes)", path.display())]
+    FileChanged { path: PathBuf, expected: u64 },
+
+    /// A hostile or unsupported entry in a tar stream being unpacked.
+    #[error("refusing tar entry `{entry}`: {reason}")]
+    UnsafeEntry { entry: String, reason: UnsafeReason },
+    /// The tar stream being unpacked is larger than allowed.
+    #[error("tar stream exceeds the size limit of {limit} bytes at entry `{entry}`")]
+    SizeLimit { entry: String, limit: u64 },
+    /// The destination of [`unpack_safe`] already exists and is not empty.
+    #[error("unpack destination {} is not empty", path.display())]
+    DestinationNotEmpty { path: PathBuf },
+
+    /// `SOURCE_DATE_EPOCH` is set but is not a non-negative integer.
+    #[error(
+        "invalid SOURCE_DATE_EPOCH `{value}`: expected a non-negative integer number of seconds"
+    )]
+    InvalidSourceDateEpoch { value: String },
+    /// None of the three sources of the epoch gave a value.
+    #[error(
+        "no SOURCE_DATE_EPOCH for {}: set the SOURCE_DATE_EPOCH environment variable, build from a git checkout with at least one commit, or set `source_date_epoch` in the recipe",
+        dir.display()
+    )]
+    NoSourceDateEpoch { dir: PathBuf },
+
+    /// A name that `sha256sum -c` could not read back unambiguously.
+    #[error(
+        "cannot list `{name}` in SHA256SUMS: names must be non-empty and free of newlines and backslashes"
+    )]
+    InvalidChecksumName { name: String },
+    /// A digest that is not 64 lowercase hex digits.
+    #[error("invalid sha256 `{hex}` for `{name}`: expected 64 lowercase hex digits")]
+    InvalidChecksum { name: String, hex: String },
+    /// A line of a SHA256SUMS file that does not parse.
+    #[error("{}:{line}: malformed checksum line: {reason}", path.display())]
+    MalformedSha256Sums {
+        path: PathBuf,
+        line: usize,
+        reason: String,
+    },
+}
+
+/// Why [`unpack_safe`] refused an entry.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum UnsafeReason {
+    #[error("absolute path")]
+    AbsolutePath,
+    #[error("path contains a `..` component")]
+    ParentDir,
+    #[error("path is not valid UTF-8")]
+    NonUtf8,
+    #[error("link target `{target}` escapes the destination")]
+    LinkEscapes { target: String },
+    #[error("hard link target `{target}` is not a regular file unpacked earlier")]
+    BadHardLink { target: String },
+    #[error("it would be written through the symlink `{symlink}`")]
+    ThroughSymlink { symlink: String },
+    #[error("{kind} entries are not allowed")]
+    SpecialFile { kind: &'static str },
+    #[error("it conflicts with an existing {existing} at the same path")]
+    Conflict { existing: &'static str },
+}
+
+/// Which compression to apply on top of the tar stream.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Compression {
+    /// gzip, level 6, no name, mtime 0.
+    Gzip,
+    /// A plain tar stream.
+    None,
+}
+
+/// How to write an archive. Everything else is fixed by the rules above.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ArchiveOptions {
+    /// The mtime of every entry (seconds since the Unix epoch).
+    pub source_date_epoch: u64,
+    /// Compression applied to the tar stream.
+    pub compression: Compression,
+}
+
+/// What was written: the hashes an OCI layer or a SHA256SUMS line needs.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct TreeSummary {
+    /// SHA-256 (hex) of the bytes written to the output (compressed if gzip).
+    pub sha256: String,
+    /// Number of bytes written to the output.
+    pub size: u64,
+    /// SHA-256 (hex) of the uncompressed tar stream (an OCI layer's diff_id).
+    pub tar_sha256: String,
+    /// Size of the uncompressed tar stream.
+    pub tar_size: u64,
+    /// Number of regular files (including hard links stored as files).
+    pub files: u64,
+}
+
+/// What [`unpack_safe`] created.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct UnpackSummary {
+    pub files: u64,
+    pub dirs: u64,
+    pub symlinks: u64,
+    pub hardlinks: u64,
+    /// Total size of the regular files' contents.
+    pub bytes: u64,
+}
+
+/// One entry to archive: its path inside the archive and where its bytes
+/// come from on the host. The kind (file, directory, symlink) is read from
+/// the source without following symlinks.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ArchiveEntry {
+    pub archive_path: String,
+    pub source: PathBuf,
+}
+
+/// Write trait adaptor: hashes and counts every byte that passes through.
+struct HashingWriter<W> {
+    inner: W,
+    hasher: Sha256,
+    bytes: u64,
+}
+
+impl<W: Write> HashingWriter<W> {
+    fn new(inner: W) -> Self {
+        HashingWriter {
+            inner,
+            hasher: Sha256::new(),
+            bytes: 0,
+        }
+    }
+
+    fn finish(self) -> (W, String, u64) {
+        (self.inner, hex::encode(self.hasher.finalize()), self.bytes)
+    }
+}
+
+impl<W: Write> Write for HashingWriter<W> {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        let n = self.inner.write(buf)?;
+        self.hasher.update(&buf[..n]);
+        self.bytes += n as u64;
+        Ok(n)
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        self.inner.flush()
+    }
+}
+
+/// Reads exactly `remaining` bytes from a file, failing if it is shorter,
+/// so a file that shrinks while being archived cannot corrupt the tar.
+struct ExactReader<R> {
+    inner: R,
+    remaining: u64,
+}
+
+impl<R: Read> Read for ExactReader<R> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        if self.remaining == 0 {
+            return Ok(0);
+        }
+        let max = buf
+            .len()
+            .min(usize::try_from(self.remaining).unwrap_or(usize::MAX));
+        let n = self.inner.read(&mut buf[..max])?;
+        if n == 0 {
+            return Err(io::Error::new(io::ErrorKind::UnexpectedEof, "file shrank"));
+        }
+        self.remaining -= n as u64;
+        Ok(n)
+    }
+}
+
+/// Buffer size for file reads and output writes: large enough that syscalls
+/// do not dominate, small enough to be irrelevant for memory.
+const BUF_SIZE: usize = 256 * 1024;
+
+/// gzip level used for every archive (changing it changes every digest).
+const GZIP_LEVEL: u32 = 6;
+
+/// Archive the tree at `root` with every entry under `prefix/` (no prefix
+/// directory when `prefix` is empty). See the module docs for the rules.
+pub fn write_tree<W: Write>(
+    root: &Path,
+    prefix: &str,
+    out: W,
+    opts: &ArchiveOptions,
+) -> Result<TreeSummary, ArchiveError> {
+    let entries = collect_tree(root, prefix)?;
+    write_entries(&entries, out, opts)
+}
+
+/// Archive an explicit list of entries, which must be sorted by the bytes of
+/// their archive path and unique (so that a caller building an OCI layer
+/// from part of a tree gets exactly the order [`write_tree`] would use).
+/// Missing parent directories are not added. Symlink targets must be
+/// relative and must not leave the archive's root.
+pub fn write_entries<W: Write>(
+    entries: &[ArchiveEntry],
+    out: W,
+    opts: &ArchiveOptions,
+) -> Result<TreeSummary, ArchiveError> {
+    for pair in entries.windows(2) {
+        if pair[0].archive_path.as_bytes() >= pair[1].archive_path.as_bytes() {
+            return Err(ArchiveError::UnsortedEntries {
+                path: pair[1].archive_path.clone(),
+                previous: pair[0].archive_path.clone(),
+            });
+        }
+    }
+    for entry in entries {
+        if !is_plain_relative(&entry.archive_path) {
+            return Err(ArchiveError::InvalidEntryPath {
+                path: entry.archive_path.clone(),
+            });
+        }
+    }
+
+    let out = HashingWriter::new(BufWriter::with_capacity(BUF_SIZE, out));
+    match opts.compression {
+        Compression::None => {
+            let (tar, files) = write_tar(entries, out, opts.source_date_epoch)?;
+            let (mut buf, sha256, size) = tar.finish();
+            buf.flush()?;
+            Ok(TreeSummary {
+                tar_sha256: sha256.clone(),
+                tar_size: size,
+                sha256,
+                size,
+                files,
+            })
+        }
+        Compression::Gzip => {
+            let gz = flate2::GzBuilder::new()
+                .mtime(0)
+                .operating_system(255)
+                .write(out, flate2::Compression::new(GZIP_LEVEL));
+            let tar = HashingWriter::new(gz);
+            let (tar, files) = write_tar(entries, tar, opts.source_date_epoch)?;
+            let (gz, tar_sha256, tar_size) = tar.finish();
+            let (mut buf, sha256, size) = gz.finish()?.finish();
+            buf.flush()?;
+            Ok(TreeSummary {
+                sha256,
+                size,
+                tar_sha256,
+                tar_size,
+                files,
+            })
+        }
+    }
+}
+
+/// Stream the entries as a tar into `out`; returns `out` and the file count.
+fn write_tar<W: Write>(
+    entries: &[ArchiveEntry],
+    out: W,
+    epoch: u64,
+) -> Result<(W, u64), ArchiveError> {
+    let mut builder = tar::Builder::new(out);
+    let mut files = 0;
+    for entry in entries {
+        let meta = fs_err::symlink_metadata(&entry.source)?;
+        let ft = meta.file_type();
+        let mut header = tar::Header::new_gnu();
+        header.set_mtime(epoch);
+        header.set_uid(0);
+        header.set_gid(0);
+        // new_gnu() leaves the names empty already; set them anyway so the
+        // rule is visible here rather than implied by a default.
+        header.set_username("")?;
+        header.set_groupname("")?;
+        if ft.is_dir() {
+            header.set_entry_type(tar::EntryType::Directory);
+            header.set_mode(0o755);
+            header.set_size(0);
+            builder.append_data(&mut header, &entry.archive_path, io::empty())?;
+        } else if ft.is_symlink() {
+            let target = fs_err::read_link(&entry.source)?;
+            check_symlink_target(&entry.source, Path::new(&entry.archive_path), &target)?;
+            header.set_entry_type(tar::EntryType::Symlink);
+            header.set_mode(0o777);
+            header.set_size(0);
+            builder.append_link(&mut header, &entry.archive_path, &target)?;
+        } else if ft.is_file() {
+            let size = meta.len();
+            let exec = meta.permissions().mode() & 0o111 != 0;
+            header.set_entry_type(tar::EntryType::Regular);
+            header.set_mode(if exec { 0o755 } else { 0o644 });
+            header.set_size(size);
+            let file = fs_err::File::open(&entry.source)?;
+            let reader = ExactReader {
+                inner: io::BufReader::with_capacity(BUF_SIZE, file),
+                remaining: size,
+            };
+            builder
+                .append_data(&mut header, &entry.archive_path, reader)
+                .map_err(|e| match e.kind() {
+                    io::ErrorKind::UnexpectedEof => ArchiveError::FileChanged {
+                        path: entry.source.clone(),
+                        expected: size,
+                    },
+                    _ => ArchiveError::Io(e),
+                })?;
+            files += 1;
+        } else {
+            return Err(unsupported(&entry.source, ft));
+        }
+    }
+    Ok((builder.into_inner()?, files))
+}
+
+fn unsupported(path: &Path, ft: std::fs::FileType) -> ArchiveError {
+    let kind = if ft.is_fifo() {
+        "fifo"
+    } else if ft.is_socket() {
+        "socket"
+    } else if ft.is_block_device() {
+        "block device"
+    } else if ft.is_char_device() {
+        "character device"
+    } else {
+        "unknown"
+    };
+    ArchiveError::UnsupportedFileType {
+        path: path.to_owned(),
+        kind,
+    }
+}
+
+/// Reject absolute symlink targets and targets that climb above the root of
+/// `link_path`'s namespace (checked lexically: the link's parent joined with
+/// the target must never go above the root).
+fn check_symlink_target(
+    source: &Path,
+    link_path: &Path,
+    target: &Path,
+) -> Result<(), ArchiveError> {
+    if target.is_absolute() {
+        return Err(ArchiveError::AbsoluteSymlink {
+            path: source.to_owned(),
+            target: target.to_owned(),
+        });
+    }
+    let parent = link_path.parent().unwrap_or(Path::new(""));
+    if lexical_depth_ok(parent, target).is_none() {
+        return Err(ArchiveError::EscapingSymlink {
+            path: source.to_owned(),
+            target: target.to_owned(),
+        });
+    }
+    Ok(())
+}
+
+/// Resolve `base` (relative, no `..`) joined with relative `rel` lexically;
+/// `None` when the result climbs above the root.
+fn lexical_depth_ok(base: &Path, rel: &Path) -> Option<Vec<std::ffi::OsString>> {
+    let mut stack: Vec<std::ffi::OsString> = Vec::new();
+    for c in base.components().chain(rel.components()) {
+        match c {
+            Component::Normal(n) => stack.push(n.to_owned()),
+            Component::CurDir => {}
+            Component::ParentDir => {
+                stack.pop()?;
+            }
+            Component::RootDir | Component::Prefix(_) => return None,
+        }
+    }
+    Some(stack)
+}
+
+/// True for `a/b/c`: non-empty, relative, no empty, `.` or `..` components.
+fn is_plain_relative(path: &str) -> bool {
+    !path.is_empty()
+        && path
+            .split('/')
+            .all(|c| !c.is_empty() && c != "." && c != "..")
+}
+
+/// Walk `root` into sorted archive entries under `prefix`, checking symlinks
+/// against the tree (not just the archive root) and rejecting special files
+/// early, before any byte is written.
+fn collect_tree(root: &Path, prefix: &str) -> Result<Vec<ArchiveEntry>, ArchiveError> {
+    let prefix = prefix.trim_end_matches('/');
+    if !prefix.is_empty() && !is_plain_relative(prefix) {
+        return Err(ArchiveError::InvalidPrefix {
+            prefix: prefix.to_owned(),
+        });
+    }
+    // Fail with the path when the root is missing or not a directory.
+    let root_meta = fs_err::metadata(root)?;
+    if !root_meta.is_dir() {
+        return Err(ArchiveError::Io(io::Error::new(
+            io::ErrorKind::NotADirectory,
+            format!("{} is not a directory", root.display()),
+        )));
+    }
+    let mut entries = Vec::new();
+    for item in walkdir::WalkDir::new(root).follow_links(false) {
+        let item = item.map_err(walk_error)?;
+        let rel = item.path().strip_prefix(root).unwrap_or(item.path());
+        let rel_str = rel
+            .to_str()
+            .ok_or_else(|| ArchiveError::NonUtf8Path {
+                path: item.path().to_owned(),
+            })?
+            .to_owned();
+        let archive_path = match (prefix.is_empty(), rel_str.is_empty()) {
+            (true, true) => continue,
+            (true, false) => rel_str,
+            (false, true) => prefix.to_owned(),
+            (false, false) => format!("{prefix}/{rel_str}"),
+        };
+        let ft = item.file_type();
+        if ft.is_symlink() {
+            let target = fs_err::read_link(item.path())?;
+            check_symlink_target(item.path(), rel, &target)?;
+        } else if !ft.is_dir() && !ft.is_file() {
+            return Err(unsupported(item.path(), ft));
+        }
+        entries.push(ArchiveEntry {
+            archive_path,
+            source: item.path().to_owned(),
+        });
+    }
+    entries.sort_by(|a, b| a.archive_path.as_bytes().cmp(b.archive_path.as_bytes()));
+    Ok(entries)
+}
+
+fn walk_error(e: walkdir::Error) -> ArchiveError {
+    let path = e.path().map(Path::to_owned);
+    let io = e
+        .into_io_error()
+        .unwrap_or_else(|| io::Error::other("filesystem loop"));
+    match path {
+        Some(p) => ArchiveError::Io(io::Error::new(
+            io.kind(),
+            format!("{io} at {}", p.display()),
+        )),
+        None => ArchiveError::Io(io),
+    }
+}
+
+/// Write the archive of `root` to `dest` atomically: the bytes go to a
+/// temporary file next to `dest`, which is fsynced and renamed over `dest`
+/// only on success. On any error the temporary file is removed and `dest` is
+/// left as it was (absent, or its previous content).
+pub fn write_archive_atomically(
+    root: &Path,
+    prefix: &str,
+    dest: &Path,
+    opts: &ArchiveOptions,
+) -> Result<TreeSummary, ArchiveError> {
+    write_atomically(dest, |file| write_tree(root, prefix, file, opts))
+}
+
+/// Create a temp file next to `dest`, let `f` fill it, then rename it into
+/// place; dropping the `NamedTempFile` on error deletes it.
+fn write_atomically<T>(
+    dest: &Path,
+    f: impl FnOnce(&mut std::fs::File) -> Result<T, ArchiveError>,
+) -> Result<T, ArchiveError> {
+    let dir = match dest.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p,
+        _ => Path::new("."),
+    };
+    let file_name = dest.file_name().unwrap_or(OsStr::new("out"));
+    let mut tmp = tempfile::Builder::new()
+        .prefix(&format!(".{}.", file_name.to_string_lossy()))
+        .suffix(".tmp")
+        .tempfile_in(dir)
+        .map_err(|e| {
+            io::Error::new(
+                e.kind(),
+                format!("creating a temporary file in {}: {e}", dir.display()),
+            )
+        })?;
+    let value = f(tmp.as_file_mut())?;
+    tmp.as_file()
+        .sync_all()
+        .map_err(|e| io::Error::new(e.kind(), format!("syncing {}: {e}", tmp.path().display())))?;
+    // Archives are release artifacts: readable by everyone, like `tar` would
+    // leave them, rather than the 0600 of a temp file.
+    std::fs::set_permissions(tmp.path(), std::fs::Permissions::from_mode(0o644))
+        .map_err(|e| io::Error::new(e.kind(), format!("chmod {}: {e}", tmp.path().display())))?;
+    tmp.persist(dest).map_err(|e| {
+        io::Error::new(
+            e.error.kind(),
+            format!("renaming into {}: {}", dest.display(), e.error),
+        )
+    })?;
+    // Make the rename itself durable; a failure here is not worth failing on.
+    if let Ok(d) = std::fs::File::open(dir) {
+        let _ = d.sync_all();
+    }
+    Ok(value)
+}
+
+/// Unpack a tar stream from a container into `dest` (created if missing; must
+/// be empty), treating every entry as hostile:
+///
+/// * absolute paths, `..` components and non-UTF-8 paths are rejected;
+/// * device, FIFO and other special entries are rejected;
+/// * symlinks with absolute targets, or targets that leave `dest`, are
+///   rejected. Symlinks are created after everything else, and each one is
+///   then re-resolved through the final tree (following other symlinks) so a
+///   chain of individually harmless links cannot escape either;
+/// * an entry whose parent path goes through a symlink is rejected, so no
+///   write ever lands outside `dest`;
+/// * hard links must point at a regular file unpacked earlier in the stream;
+/// * setuid, setgid and sticky bits are stripped (not an error: container
+///   images legitimately contain them, a bundle never needs them); files keep
+///   their other permission bits, directories always get at least 0700 so the
+///   unpack (and a later repair step) can write into them;
+/// * the sum of entry sizes may not exceed `max_bytes`.
+///
+/// Owners, timestamps and xattrs in the stream are ignored. On error, `dest`
+/// may hold a partial tree; the caller owns it and should remove it.
+pub fn unpack_safe<R: Read>(
+    reader: R,
+    dest: &Path,
+    max_bytes: u64,
+) -> Result<UnpackSummary, ArchiveError> {
+    fs_err::create_dir_all(dest)?;
+    if fs_err::read_dir(dest)?.next().is_some() {
+        return Err(ArchiveError::DestinationNotEmpty {
+            path: dest.to_owned(),
+        });
+    }
+    let mut archive = tar::Archive::new(reader);
+    let mut summary = UnpackSummary::default();
+    let mut total: u64 = 0;
+    let mut symlinks: Vec<(PathBuf, String, PathBuf)> = Vec::new();
+    for entry in archive.entries()? {
+        let mut entry = entry?;
+        let raw = String::from_utf8_lossy(&entry.path_bytes()).into_owned();
+        let unsafe_entry = |reason| ArchiveError::UnsafeEntry {
+            entry: raw.clone(),
+            reason,
+        };
+        let rel = sanitize_entry_path(&entry.path_bytes()).map_err(unsafe_entry)?;
+        let size = entry.header().entry_size()?;
+        total = total.saturating_add(size);
+        if total > max_bytes {
+            return Err(ArchiveError::SizeLimit {
+                entry: raw,
+                limit: max_bytes,
+            });
+        }
+        let kind = entry.header().entry_type();
+        if rel.as_os_str().is_empty() {
+            // `./` itself: only meaningful as a directory.
+            if kind.is_dir() {
+                continue;
+            }
+            return Err(unsafe_entry(UnsafeReason::Conflict {
+                existing: "directory",
+            }));
+        }
+        if let Some(link) = symlink_in_parents(dest, &rel) {
+            return Err(unsafe_entry(UnsafeReason::ThroughSymlink { symlink: link }));
+        }
+        let target = dest.join(&rel);
+        let mode = entry.header().mode()? & 0o777;
+        match kind {
+            tar::EntryType::Directory => {
+                match std::fs::symlink_metadata(&target) {
+                    Ok(m) if m.is_dir() => {}
+                    Ok(_) => return Err(unsafe_entry(UnsafeReason::Conflict { existing: "file" })),
+                    Err(_) => {
+                        fs_err::create_dir_all(&target)?;
+                        summary.dirs += 1;
+                    }
+                }
+                fs_err::set_permissions(&target, std::fs::Permissions::from_mode(mode | 0o700))?;
+            }
+            tar::EntryType::Regular | tar::EntryType::Continuous => {
+                ensure_parent(dest, &rel)?;
+                remove_existing_file(&target)
+                    .map_err(|existing| unsafe_entry(UnsafeReason::Conflict { existing }))?;
+                let mut file = fs_err::OpenOptions::new()
+                    .write(true)
+                    .create_new(true)
+                    .open(&target)?;
+                let copied = copy_buffered(&mut entry, &mut file)?;
+                file.set_permissions(std::fs::Permissions::from_mode(mode))?;
+                summary.files += 1;
+                summary.bytes += copied;
+            }
+            tar::EntryType::Symlink => {
+                let link = entry
+                    .link_name_bytes()
+                    .map(|b| String::from_utf8_lossy(&b).into_owned())
+                    .unwrap_or_default();
+                let link_path = Path::new(&link);
+                let parent = rel.parent().unwrap_or(Path::new(""));
+                if link.is_empty()
+                    || link_path.is_absolute()
+                    || lexical_depth_ok(parent, link_path).is_none()
+                {
+                    return Err(unsafe_entry(UnsafeReason::LinkEscapes { target: link }));
+                }
+                symlinks.push((rel, link, PathBuf::from(&raw)));
+            }
+            tar::EntryType::Link => {
+                let link = entry
+                    .link_name_bytes()
+                    .map(|b| b.into_owned())
+                    .unwrap_or_default();
+                let link_str = String::from_utf8_lossy(&link).into_owned();
+                let src_rel = sanitize_entry_path(&link).map_err(|_| {
+                    unsafe_entry(UnsafeReason::LinkEscapes {
+                        target: link_str.clone(),
+                    })
+                })?;
+                let bad = || {
+                    unsafe_entry(UnsafeReason::BadHardLink {
+                        target: link_str.clone(),
+                    })
+                };
+                if src_rel.as_os_str().is_empty() || symlink_in_parents(dest, &src_rel).is_some() {
+                    return Err(bad());
+                }
+                let src = dest.join(&src_rel);
+                match std::fs::symlink_metadata(&src) {
+                    Ok(m) if m.is_file() => {}
+                    _ => return Err(bad()),
+                }
+                ensure_parent(dest, &rel)?;
+                remove_existing_file(&target)
+                    .map_err(|existing| unsafe_entry(UnsafeReason::Conflict { existing }))?;
+                fs_err::hard_link(&src, &target)?;
+                summary.hardlinks += 1;
+            }
+            tar::EntryType::Char => {
+                return Err(unsafe_entry(UnsafeReason::SpecialFile {
+                    kind: "character device",
+                }));
+            }
+            tar::EntryType::Block => {
+                return Err(unsafe_entry(UnsafeReason::SpecialFile {
+                    kind: "block device",
+                }));
+            }
+            tar::EntryType::Fifo => {
+                return Err(unsafe_entry(UnsafeReason::SpecialFile { kind: "fifo" }));
+            }
+            tar::EntryType::GNUSparse => {
+                return Err(unsafe_entry(UnsafeReason::SpecialFile {
+                    kind: "sparse file",
+                }));
+            }
+            // PAX and GNU long-name records are consumed by the tar crate; a
+            // stray one (or any unknown type) is refused rather than guessed.
+            _ => return Err(unsafe_entry(UnsafeReason::SpecialFile { kind: "unknown" })),
+        }
+    }
+
+    // Symlinks last: no file entry can have been written through one, and
+    // each is re-checked against the final tree, following other links.
+    for (rel, link, raw) in &symlinks {
+        let unsafe_entry = |reason| ArchiveError::UnsafeEntry {
+            entry: raw.display().to_string(),
+            reason,
+        };
+        if let Some(l) = symlink_in_parents(dest, rel) {
+            return Err(unsafe_entry(UnsafeReason::ThroughSymlink { symlink: l }));
+        }
+        ensure_parent(dest, rel)?;
+        let target = dest.join(rel);
+        match std::fs::symlink_metadata(&target) {
+            Ok(m) if m.is_dir() => {
+                return Err(unsafe_entry(UnsafeReason::Conflict {
+                    existing: "directory",
+                }));
+            }
+            Ok(_) => fs_err::remove_file(&target)?,
+            Err(_) => {}
+        }
+        fs_err::os::unix::fs::symlink(link, &target)?;
+        summary.symlinks += 1;
+    }
+    for (rel, link, raw) in &symlinks {
+        if !resolves_inside(dest, rel) {
+            return Err(ArchiveError::UnsafeEntry {
+                entry: raw.display().to_string(),
+                reason: UnsafeReason::LinkEscapes {
+                    target: link.clone(),
+                },
+            });
+        }
+    }
+    Ok(summary)
+}
+
+/// A tar path made safe to join onto the destination: `.` components
+/// dropped; absolute, `..` and non-UTF-8 paths refused.
+fn sanitize_entry_path(bytes: &[u8]) -> Result<PathBuf, UnsafeReason> {
+    let s = std::str::from_utf8(bytes).map_err(|_| UnsafeReason::NonUtf8)?;
+    let mut out = PathBuf::new();
+    for c in Path::new(s).components() {
+        match c {
+            Component::Normal(n) => out.push(n),
+            Component::CurDir => {}
+            Component::ParentDir => return Err(UnsafeReason::ParentDir),
+            Component::RootDir | Component::Prefix(_) => return Err(UnsafeReason::AbsolutePath),
+        }
+    }
+    Ok(out)
+}
+
+/// The first proper ancestor of `rel` under `dest` that is a symlink.
+fn symlink_in_parents(dest: &Path, rel: &Path) -> Option<String> {
+    let mut cur = PathBuf::new();
+    let parent = rel.parent()?;
+    for c in parent.components() {
+        cur.push(c);
+        if let Ok(m) = std::fs::symlink_metadata(dest.join(&cur))
+            && m.file_type().is_symlink()
+        {
+            return Some(cur.display().to_string());
+        }
+    }
+    None
+}
+
+fn ensure_parent(dest: &Path, rel: &Path) -> Result<(), ArchiveError> {
+    if let Some(parent) = rel.parent() {
+        fs_err::create_dir_all(dest.join(parent))?;
+    }
+    Ok(())
+}
+
+/// Remove a file or symlink already at `path` (a later tar entry replaces an
+/// earlier one, as with GNU tar); a directory there is a conflict.
+fn remove_existing_file(path: &Path) -> Result<(), &'static str> {
+    match std::fs::symlink_metadata(path) {
+        Ok(m) if m.is_dir() => Err("directory"),
+        Ok(_) => std::fs::remove_file(path).map_err(|_| "file"),
+        Err(_) => Ok(()),
+    }
+}
+
+/// Follow `rel` through the tree under `dest`, resolving every symlink on the
+/// way (at most 40, like the kernel); false if it ever climbs above `dest`
+/// or loops.
+fn resolves_inside(dest: &Path, rel: &Path) -> bool {
+    let mut todo: std::collections::VecDeque<std::ffi::OsString> =
+        rel.components().map(|c| c.as_os_str().to_owned()).collect();
+    let mut cur: Vec<std::ffi::OsString> = Vec::new();
+    let mut hops = 0;
+    while let Some(c) = todo.pop_front() {
+        match c.to_str() {
+            Some(".") => continue,
+            Some("..") => {
+                if cur.pop().is_none() {
+                    return false;
+                }
+                continue;
+            }
+            _ => {}
+        }
+        cur.push(c);
+        let here: PathBuf = cur.iter().collect();
+        let Ok(target) = std::fs::read_link(dest.join(&here)) else {
+            continue;
+        };
+        hops += 1;
+        if hops > 40 || target.is_absolute() {
+            return false;
+        }
+        cur.pop();
+        for (i, tc) in target.components().enumerate() {
+            todo.insert(i, tc.as_os_str().to_owned());
+        }
+    }
+    true
+}
+
+fn copy_buffered(from: &mut impl Read, to: &mut impl Write) -> io::Result<u64> {
+    let mut buf = vec![0u8; BUF_SIZE];
+    let mut total = 0;
+    loop {
+        let n = match from.read(&mut buf) {
+            Ok(0) => return Ok(total),
+            Ok(n) => n,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            Err(e) => return Err(e),
+        };
+        to.write_all(&buf[..n])?;
+        total += n as u64;
+    }
+}
+
+/// A stable SHA-256 (hex) over a source tree, for the build record.
+///
+/// The tree is walked without following symlinks and its entries sorted by
+/// the bytes of their relative path. Each entry contributes a NUL-separated
+/// record: `D <path>` for a directory, `F <path> <x|-> <sha256 of content>`
+/// for a regular file (`x` when any execute bit is set), `L <path> <target>`
+/// for a symlink. Nothing else (owner, mtime, other mode bits) counts.
+///
+/// Only `.git` (directory or file, at any depth) is ignored: recipes list
+/// their own excludes, and guessing more (`target/`, `dist/`) here would hide
+/// real inputs. Devices, FIFOs and sockets are an error naming the file.
+pub fn tree_hash(root: &Path) -> Result<String, ArchiveError> {
+    fs_err::metadata(root)?;
+    let mut items = Vec::new();
+    let walker = walkdir::WalkDir::new(root)
+        .follow_links(false)
+        .min_depth(1)
+        .into_iter()
+        .filter_entry(|e| e.file_name() != ".git");
+    for item in walker {
+        let item = item.map_err(walk_error)?;
+        let rel = item.path().strip_prefix(root).unwrap_or(item.path());
+        let rel = rel
+            .to_str()
+            .ok_or_else(|| ArchiveError::NonUtf8Path {
+                path: item.path().to_owned(),
+            })?
+            .to_owned();
+        items.push((rel, item));
+    }
+    items.sort_by(|a, b| a.0.as_bytes().cmp(b.0.as_bytes()));
+    let mut hasher = Sha256::new();
+    for (rel, item) in items {
+        let ft = item.file_type();
+        let fields: Vec<String> = if ft.is_dir() {
+            vec!["D".into(), rel]
+        } else if ft.is_symlink() {
+            let target = fs_err::read_link(item.path())?;
+            let target = target.to_str().ok_or_else(|| ArchiveError::NonUtf8Path {
+                path: item.path().to_owned(),
+            })?;
+            vec!["L".into(), rel, target.to_owned()]
+        } else if ft.is_file() {
+            let meta = fs_err::symlink_metadata(item.path())?;
+            let exec = if meta.mode() & 0o111 != 0 { "x" } else { "-" };
+            let (sha, _) = sha256_file(item.path())?;
+            vec!["F".into(), rel, exec.into(), sha]
+        } else {
+            return Err(unsupported(item.path(), ft));
+        };
+        for f in fields {
+            hasher.update(f.as_bytes());
+            hasher.update([0]);
+        }
+        hasher.update(b"\n");
+    }
+    Ok(hex::encode(hasher.finalize()))
+}
+
+/// The `SOURCE_DATE_EPOCH` for a build, from (in order): the environment
+/// variable (which must be a non-negative integer; an empty value counts as
+/// unset), the last commit time of the git checkout containing `source_dir`,
+/// then the recipe's value. None of the three is an error that names them.
+pub fn source_date_epoch(
+    source_dir: &Path,
+    recipe_epoch: Option<u64>,
+) -> Result<u64, ArchiveError> {
+    let env = std::env::var_os("SOURCE_DATE_EPOCH");
+    epoch_from(env.as_deref(), source_dir, recipe_epoch)
+}
+
+fn epoch_from(
+    env: Option<&OsStr>,
+    source_dir: &Path,
+    recipe_epoch: Option<u64>,
+) -> Result<u64, ArchiveError> {
+    if let Some(value) = env.filter(|v| !v.is_empty()) {
+        let s = value.to_string_lossy();
+        return s
+            .trim()
+            .parse::<u64>()
+            .map_err(|_| ArchiveError::InvalidSourceDateEpoch {
+                value: s.into_owned(),
+            });
+    }
+    if let Some(t) = git_commit_time(source_dir) {
+        return Ok(t);
+    }
+    recipe_epoch.ok_or_else(|| ArchiveError::NoSourceDateEpoch {
+        dir: source_dir.to_owned(),
+    })
+}
+
+/// `git log -1 --format=%ct` in `dir`; `None` when git is missing, `dir` is
+/// not in a checkout, or the checkout has no commits.
+fn git_commit_time(dir: &Path) -> Option<u64> {
+    let out = Command::new("git")
+        .arg("-C")
+        .arg(dir)
+        .args(["log", "-1", "--format=%ct"])
+        .env("LC_ALL", "C")
+        .stdin(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .output()
+        .ok()?;
+    if !out.status.success() {
+        return None;
+    }
+    String::from_utf8(out.stdout).ok()?.trim().parse().ok()
+}
+
+/// Name of the checksum file written next to release artifacts.
+pub const SHA256SUMS: &str = "SHA256SUMS";
+
+/// Write `dir/SHA256SUMS` atomically in the format `sha256sum -c` reads:
+/// `<hex>  <name>\n` per file, sorted by name.
+pub fn write_sha256sums(dir: &Path, files: &[(String, String)]) -> Result<(), ArchiveError> {
+    let mut sorted: Vec<&(String, String)> = files.iter().collect();
+    sorted.sort_by(|a, b| a.0.as_bytes().cmp(b.0.as_bytes()));
+    let mut text = String::new();
+    for (name, hex) in sorted {
+        if name.is_empty() || name.contains(['\n', '\r', '\\']) {
+            return Err(ArchiveError::InvalidChecksumName { name: name.clone() });
+        }
+        if !is_sha256_hex(hex) {
+            return Err(ArchiveError::InvalidChecksum {
+                name: name.clone(),
+                hex: hex.clone(),
+            });
+        }
+        text.push_str(&format!("{hex}  {name}\n"));
+    }
+    write_atomically(&dir.join(SHA256SUMS), |f| {
+        f.write_all(text.as_bytes()).map_err(|e| {
+            io::Error::new(
+                e.kind(),
+                format!("writing {}: {e}", dir.join(SHA256SUMS).display()),
+            )
+        })?;
+        Ok(())
+    })
+}
+
+/// Read a SHA256SUMS file (text `<hex>  <name>` or binary `<hex> *<name>`
+/// lines) into `(name, hex)` pairs, in file order.
+pub fn read_sha256sums(path: &Path) -> Result<Vec<(String, String)>, ArchiveError> {
+    let text = fs_err::read_to_string(path)?;
+    let mut out = Vec::new();
+    let mut seen = std::collections::BTreeSet::new();
+    for (i, line) in text.lines().enumerate() {
+        let malformed = |reason: &str| ArchiveError::MalformedSha256Sums {
+            path: path.to_owned(),
+            line: i + 1,
+            reason: reason.to_owned(),
+        };
+        let (hex, rest) = line
+            .split_once(' ')
+            .ok_or_else(|| malformed("expected `<sha256>  <name>`"))?;
+        if !is_sha256_hex(hex) {
+            return Err(malformed(&format!(
+                "`{hex}` is not 64 lowercase hex digits"
+            )));
+        }
+        let name = rest
+            .strip_prefix(' ')
+            .or_else(|| rest.strip_prefix('*'))
+            .ok_or_else(|| {
+                malformed("expected two spaces (or ` *`) between the hash and the name")
+            })?;
+        if name.is_empty() {
+            return Err(malformed("missing file name"));
+        }
+        if !seen.insert(name.to_owned()) {
+            return Err(malformed(&format!("`{name}` is listed twice")));
+        }
+        out.push((name.to_owned(), hex.to_owned()));
+    }
+    Ok(out)
+}
+
+/// SHA-256 (hex) and size of a file, streamed.
+pub fn sha256_file(path: &Path) -> Result<(String, u64), ArchiveError> {
+    let mut file = fs_err::File::open(path)?;
+    let mut hw = HashingWriter::new(io::sink());
+    copy_buffered(&mut file, &mut hw)?;
+    let (_, hex, size) = hw.finish();
+    Ok((hex, size))
+}
+
+fn is_sha256_hex(s: &str) -> bool {
+    s.len() == 64 && s.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn epoch_env_wins_and_is_validated() {
+        let dir = tempfile::tempdir().unwrap();
+        assert_eq!(
+            epoch_from(Some(OsStr::new("1700000000")), dir.path(), Some(5)).unwrap(),
+            1_700_000_000
+        );
+        let err = epoch_from(Some(OsStr::new("yesterday")), dir.path(), None).unwrap_err();
+        assert!(err.to_string().contains("`yesterday`"), "{err}");
+        let err = epoch_from(Some(OsStr::new("-1")), dir.path(), None).unwrap_err();
+        assert!(err.to_string().contains("`-1`"), "{err}");
+    }
+
+    #[test]
+    fn epoch_falls_back_to_recipe_then_errors() {
+        let dir = tempfile::tempdir().unwrap();
+        assert_eq!(
+            epoch_from(Some(OsStr::new("")), dir.path(), Some(42)).unwrap(),
+            42
+        );
+        let err = epoch_from(None, dir.path(), None).unwrap_err();
+        let msg = err.to_string();
+        assert!(
+            msg.contains("SOURCE_DATE_EPOCH") && msg.contains("git") && msg.contains("recipe"),
+            "{msg}"
+        );
+    }
+
+    #[test]
+    fn epoch_from_git_commit() {
+        let dir = tempfile::tempdir().unwrap();
+        let git = |args: &[&str]| {
+            Command::new("git")
+                .arg("-C")
+                .arg(dir.path())
+                .args(args)
+                .env("GIT_COMMITTER_DATE", "@1600000000 +0000")
+                .env("GIT_AUTHOR_DATE", "@1600000000 +0000")
+                .output()
+                .map(|o| o.status.success())
+                .unwrap_or(false)
+        };
+        if !git(&["init", "-q"]) {
+            eprintln!("git unavailable; skipping");
+            return;
+        }
+        std::fs::write(dir.path().join("f"), "x").unwrap();
+        assert!(git(&["add", "f"]));
+        assert!(git(&[
+            "-c",
+            "user.name=t",
+            "-c",
+            "user.email=t@t",
+            "commit",
+            "-qm",
+            "x"
+        ]));
+        assert_eq!(
+            epoch_from(None, dir.path(), Some(1)).unwrap(),
+            1_600_000_000
+        );
+    }
+
+    #[test]
+    fn lexical_escape() {
+        assert!(lexical_depth_ok(Path::new("a/b"), Path::new("../c")).is_some());
+        assert!(lexical_depth_ok(Path::new("a"), Path::new("../../c")).is_none());
+        assert!(lexical_depth_ok(Path::new(""), Path::new("..")).is_none());
+    }
 }
