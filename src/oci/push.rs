@@ -179,25 +179,16 @@ pub async fn push_layout(layout: &Layout, target: &PushTarget) -> Result<PushRep
         .collect();
 
     let mut record = PushedRecord::load();
-    let mut candidates: BTreeSet<String> = target.mount_from.iter().cloned().collect();
     let mut blobs = Vec::new();
-    for desc in std::iter::once(manifest.config()).chain(manifest.layers()) {
-        if blobs
-            .iter()
-            .any(|b: &BlobReport| b.digest == desc.digest().as_ref())
-        {
-            continue;
-        }
-        candidates.extend(record.repos_with(&reference.registry, desc.digest().as_ref()));
-        candidates.remove(&reference.repository);
-        blobs.push(push_blob(&registry, layout, desc, target, &candidates).await?);
-        record.add(
-            &reference.registry,
-            desc.digest().as_ref(),
-            &reference.repository,
-        );
-    }
-    record.save();
+    push_blobs(
+        &registry,
+        layout,
+        &manifest,
+        target,
+        &mut record,
+        &mut blobs,
+    )
+    .await?;
 
     registry
         .put_manifest(&digest, MANIFEST_MEDIA_TYPE, &manifest_bytes)
@@ -226,7 +217,18 @@ pub async fn push_layout(layout: &Layout, target: &PushTarget) -> Result<PushRep
             .as_ref()
             .is_some_and(|t| t.to_string() == SBOM_ARTIFACT_TYPE)
     }) {
-        Some(desc) => Some(push_sbom(&registry, layout, desc, &digest, target, &mut blobs).await?),
+        Some(desc) => Some(
+            push_sbom(
+                &registry,
+                layout,
+                desc,
+                &digest,
+                target,
+                &mut record,
+                &mut blobs,
+            )
+            .await?,
+        ),
         None => None,
     };
 
@@ -244,18 +246,43 @@ pub async fn push_layout(layout: &Layout, target: &PushTarget) -> Result<PushRep
     })
 }
 
+/// Pushes a manifest's config and layers (skipping digests already in
+/// `blobs`), mounting from repositories the record or the target name.
+async fn push_blobs(
+    registry: &Registry,
+    layout: &Layout,
+    manifest: &ImageManifest,
+    target: &PushTarget,
+    record: &mut PushedRecord,
+    blobs: &mut Vec<BlobReport>,
+) -> Result<(), OciError> {
+    for desc in std::iter::once(manifest.config()).chain(manifest.layers()) {
+        let digest = desc.digest().as_ref();
+        if blobs.iter().any(|b| b.digest == digest) {
+            continue;
+        }
+        let mut candidates: BTreeSet<String> = target.mount_from.iter().cloned().collect();
+        candidates.extend(record.repos_with(registry.registry(), digest));
+        candidates.remove(registry.repository());
+        blobs.push(push_blob(registry, layout, desc, target, &candidates).await?);
+        record.add(registry.registry(), digest, registry.repository());
+    }
+    record.save();
+    Ok(())
+}
+
+#[allow(clippy::too_many_arguments)]
 async fn push_sbom(
     registry: &Registry,
     layout: &Layout,
     desc: &Descriptor,
     subject: &str,
     target: &PushTarget,
+    record: &mut PushedRecord,
     blobs: &mut Vec<BlobReport>,
 ) -> Result<SbomReport, OciError> {
     let (bytes, manifest) = read_manifest(layout, desc)?;
-    for d in std::iter::once(manifest.config()).chain(manifest.layers()) {
-        blobs.push(push_blob(registry, layout, d, target, &BTreeSet::new()).await?);
-    }
+    push_blobs(registry, layout, &manifest, target, record, blobs).await?;
     let digest = desc.digest().to_string();
     let acknowledged = registry
         .put_manifest(&digest, MANIFEST_MEDIA_TYPE, &bytes)

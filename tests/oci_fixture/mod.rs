@@ -38,7 +38,17 @@ pub fn make_bundle(parent: &Path, name: &str, version: &str, greeting: &str) -> 
     )
     .unwrap();
     fs_err::write(site.join("dep/__init__.py"), b"# a dependency\n").unwrap();
-    fs_err::write(root.join("lib/libdep-0123abcd.so.1"), b"\x7fELF fake").unwrap();
+    // Incompressible, so the deps layer is big enough to be cut mid-upload.
+    let mut x: u64 = 0x9E37_79B9_7F4A_7C15;
+    let noise: Vec<u8> = (0..256_000)
+        .map(|_| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            (x >> 24) as u8
+        })
+        .collect();
+    fs_err::write(root.join("lib/libdep-0123abcd.so.1"), noise).unwrap();
     fs_err::write(
         site.join(format!("{name}/__init__.py")),
         greeting.as_bytes(),
