@@ -15,6 +15,7 @@ pub mod elf;
 pub mod engine;
 pub mod error;
 pub mod manifest;
+pub mod oci;
 pub mod paths;
 pub mod plan;
 pub mod progress;

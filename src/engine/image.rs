@@ -174,6 +174,53 @@ impl Engine {
         Ok(info.id)
     }
 
+    /// Loads a docker-archive tarball (`manifest.json` + config + layer
+    /// tars, what `docker save` writes) through `POST /images/load`, and
+    /// returns what the engine reports: the loaded tag or image ID.
+    /// Docker 20.10 loads this format; it does not load OCI layouts.
+    #[instrument(skip_all, fields(tar = %tar_path.display()))]
+    pub async fn load_image_archive(&self, tar_path: &Path) -> Result<String, EngineError> {
+        let load_err = |reason: String| EngineError::Io {
+            action: format!("load image archive {}", tar_path.display()),
+            source: std::io::Error::other(reason),
+        };
+        let file = tokio::fs::File::open(tar_path)
+            .await
+            .map_err(|e| load_err(e.to_string()))?;
+        let size = file.metadata().await.map(|m| m.len()).ok();
+        let bar = progress::bytes("load image", size);
+        let counted = {
+            let bar = bar.clone();
+            tokio_util::io::ReaderStream::new(file).inspect(move |chunk| {
+                if let Ok(c) = chunk {
+                    bar.inc(c.len() as u64);
+                }
+            })
+        };
+        let options = bollard::query_parameters::ImportImageOptionsBuilder::default()
+            .quiet(true)
+            .build();
+        let mut stream = self
+            .docker
+            .import_image(options, bollard::body_try_stream(counted), None);
+        let mut loaded = None;
+        while let Some(item) = stream.next().await {
+            let item = item.map_err(|e| load_err(e.to_string()))?;
+            if let Some(text) = item.stream.as_deref() {
+                for line in text.lines() {
+                    if let Some(rest) = line
+                        .strip_prefix("Loaded image: ")
+                        .or_else(|| line.strip_prefix("Loaded image ID: "))
+                    {
+                        loaded = Some(rest.trim().to_string());
+                    }
+                }
+            }
+        }
+        bar.finish_and_clear();
+        loaded.ok_or_else(|| load_err("the engine did not report a loaded image".into()))
+    }
+
     /// Builds an image from a Dockerfile context with the classic builder,
     /// streaming its output to the log (and to stderr with `-v`).
     #[instrument(skip_all, fields(tag = %spec.tag))]

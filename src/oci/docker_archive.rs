@@ -1,0 +1,117 @@
+//! `--load`: the staged OCI layout rewritten as a docker-archive (the format
+//! `docker save` writes and `POST /images/load` reads on Docker 20.10, which
+//! does not load OCI layouts): `manifest.json` naming the config and the
+//! layer files, plus those files. Layers are the very same gzip blobs (the
+//! engine decompresses them), and the config is byte-identical, so the
+//! engine's image ID equals the config digest of the OCI image.
+
+use std::path::{Path, PathBuf};
+
+use serde::Serialize;
+
+use super::layout::{Layout, blob_path};
+use super::{OciError, build::image_descriptor};
+use crate::archive::{self, ArchiveEntry, ArchiveOptions, Compression};
+use crate::engine::Engine;
+
+#[derive(Serialize)]
+#[serde(rename_all = "PascalCase")]
+struct SaveManifest {
+    config: String,
+    repo_tags: Vec<String>,
+    layers: Vec<String>,
+}
+
+fn hex(digest: &str) -> &str {
+    digest.strip_prefix("sha256:").unwrap_or(digest)
+}
+
+/// Writes the docker-archive of the layout's image to `out` and returns its
+/// path.
+pub fn write(layout_dir: &Path, image_ref: &str, out: &Path) -> Result<PathBuf, OciError> {
+    let layout = Layout::open(layout_dir)?;
+    let desc = image_descriptor(&layout.index).ok_or_else(|| OciError::BadLayout {
+        path: layout_dir.to_path_buf(),
+        reason: "no image manifest in index.json".into(),
+    })?;
+    let manifest: oci_spec::image::ImageManifest =
+        serde_json::from_slice(&layout.read_blob(desc.digest().as_ref())?).map_err(|e| {
+            OciError::BadLayout {
+                path: layout_dir.to_path_buf(),
+                reason: e.to_string(),
+            }
+        })?;
+    let config = manifest.config().digest().to_string();
+    let work = out.with_extension("d");
+    fs_err::create_dir_all(&work).map_err(OciError::io(&work))?;
+    let save = [SaveManifest {
+        config: format!("{}.json", hex(&config)),
+        repo_tags: vec![image_ref.to_string()],
+        layers: manifest
+            .layers()
+            .iter()
+            .map(|l| format!("{}/layer.tar", hex(l.digest().as_ref())))
+            .collect(),
+    }];
+    let manifest_json = work.join("manifest.json");
+    fs_err::write(
+        &manifest_json,
+        serde_json::to_vec(&save).unwrap_or_default(),
+    )
+    .map_err(OciError::io(&manifest_json))?;
+    let entry = |archive_path: String, source: PathBuf| ArchiveEntry {
+        archive_path,
+        source,
+    };
+    let mut entries = vec![
+        entry("manifest.json".into(), manifest_json),
+        entry(
+            format!("{}.json", hex(&config)),
+            blob_path(layout_dir, &config),
+        ),
+    ];
+    for l in manifest.layers() {
+        let d = l.digest().to_string();
+        entries.push(entry(hex(&d).to_string(), layout_dir.to_path_buf()));
+        entries.push(entry(
+            format!("{}/layer.tar", hex(&d)),
+            blob_path(layout_dir, &d),
+        ));
+    }
+    entries.sort_by(|a, b| a.archive_path.cmp(&b.archive_path));
+    entries.dedup_by(|a, b| a.archive_path == b.archive_path);
+    let file = fs_err::File::create(out).map_err(OciError::io(out))?;
+    archive::write_entries(
+        &entries,
+        std::io::BufWriter::new(file),
+        &ArchiveOptions {
+            source_date_epoch: 0,
+            compression: Compression::None,
+        },
+    )
+    .map_err(|source| OciError::Archive {
+        layer: "docker-archive".into(),
+        source,
+    })?;
+    let _ = fs_err::remove_dir_all(&work);
+    Ok(out.to_path_buf())
+}
+
+/// Loads the layout's image into the engine as `image_ref`.
+pub async fn load(engine: &Engine, layout_dir: &Path, image_ref: &str) -> Result<String, OciError> {
+    let tmp = tempfile::tempdir().map_err(OciError::io(std::env::temp_dir()))?;
+    let tar = tmp.path().join("image.tar");
+    {
+        let (dir, r, t) = (layout_dir.to_path_buf(), image_ref.to_string(), tar.clone());
+        tokio::task::spawn_blocking(move || write(&dir, &r, &t))
+            .await
+            .map_err(|e| OciError::Io {
+                path: tar.clone(),
+                source: std::io::Error::other(e.to_string()),
+            })??;
+    }
+    engine
+        .load_image_archive(&tar)
+        .await
+        .map_err(|source| OciError::Engine { source })
+}
