@@ -160,6 +160,64 @@ pub async fn sbom(path: std::path::PathBuf, output: Option<std::path::PathBuf>) 
     Ok(Outcome::Success)
 }
 
+/// `hermetic image <bundle>`: an OCI image built without a Dockerfile,
+/// written as a layout, loaded into the engine and/or pushed.
+pub async fn image(
+    global: &GlobalSettings,
+    settings: crate::oci::ImageSettings,
+    json: bool,
+) -> Result<Outcome> {
+    let engine = if settings.load {
+        Some(connect(global).await?)
+    } else {
+        None
+    };
+    let report = crate::oci::image(&settings, engine.as_ref()).await?;
+    if json {
+        print_json(&report)?;
+    } else {
+        println!("{}:{} {}", report.name, report.tag, report.manifest_digest);
+        println!("  base {} (sha256:{})", report.base, report.base_sha256);
+        for layer in &report.layers {
+            println!(
+                "  layer {:?} {} {} bytes",
+                layer.role, layer.digest, layer.size
+            );
+        }
+        if let Some(dir) = &report.oci_layout {
+            println!("  OCI layout: {}", dir.display());
+        }
+        if let Some(id) = &report.loaded {
+            println!("  loaded: {id}");
+        }
+        if let Some(pushed) = &report.pushed {
+            println!("  pushed: {}", pushed.pinned);
+        }
+    }
+    Ok(Outcome::Success)
+}
+
+/// `hermetic push <oci-layout> <ref>`.
+pub async fn push(settings: crate::oci::PushSettings, json: bool) -> Result<Outcome> {
+    let report = crate::oci::push(&settings).await?;
+    if json {
+        print_json(&report)?;
+    } else {
+        println!("{}", report.pinned);
+        for tag in &report.tags {
+            println!("tagged {tag}");
+        }
+    }
+    Ok(Outcome::Success)
+}
+
+/// Reads a password from stdin (first line, trailing newline removed).
+pub fn read_password_stdin() -> Result<crate::oci::Secret> {
+    let mut line = String::new();
+    std::io::stdin().read_line(&mut line)?;
+    Ok(crate::oci::Secret::new(line.trim_end_matches(['\n', '\r'])))
+}
+
 /// Connects to the engine named by the settings (or found by default).
 pub async fn connect(global: &GlobalSettings) -> Result<Engine> {
     let mut engine = engine::connect(&ConnectOptions {

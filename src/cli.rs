@@ -35,6 +35,10 @@ pub enum Command {
     Audit(AuditArgs),
     /// Print or write the CycloneDX SBOM of a bundle (directory or archive).
     Sbom(SbomArgs),
+    /// Build a reproducible OCI runtime image from a bundle (no Dockerfile).
+    Image(ImageArgs),
+    /// Push an OCI image layout to a registry (with its SBOM attached).
+    Push(PushArgs),
     /// Builder images: list the catalog, build local builders and bases.
     #[command(subcommand)]
     Images(ImagesCommand),
@@ -137,6 +141,103 @@ pub struct SbomArgs {
     /// Write to this file instead of stdout.
     #[arg(long, short = 'o', value_name = "FILE")]
     pub output: Option<PathBuf>,
+}
+
+#[derive(Debug, Args)]
+pub struct ImageArgs {
+    /// Bundle directory or the `.tar.gz` written by `hermetic build`.
+    pub bundle: PathBuf,
+    /// Runtime base (Debian suite; default: the newest in the catalog).
+    #[arg(long, value_name = "SUITE")]
+    pub base: Option<String>,
+    /// Write the image as an OCI image layout in this directory.
+    #[arg(long, value_name = "DIR")]
+    pub oci_layout: Option<PathBuf>,
+    /// Load the image into the local engine.
+    #[arg(long)]
+    pub load: bool,
+    /// Push the image to this reference (registry/name:tag).
+    #[arg(long, value_name = "REF")]
+    pub push: Option<String>,
+    /// Tag for the layout and `--load` (default: the bundle's version).
+    #[arg(long)]
+    pub tag: Option<String>,
+    /// `org.opencontainers.image.revision` (e.g. a git commit).
+    #[arg(long)]
+    pub revision: Option<String>,
+    /// `org.opencontainers.image.source` (e.g. a repository URL).
+    #[arg(long)]
+    pub source: Option<String>,
+    #[command(flatten)]
+    pub registry: RegistryArgs,
+    /// Print JSON on stdout.
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct PushArgs {
+    /// OCI image layout directory (from `hermetic image --oci-layout`).
+    pub layout: PathBuf,
+    /// Where to push (registry/name:tag).
+    pub reference: String,
+    #[command(flatten)]
+    pub registry: RegistryArgs,
+    /// Print JSON on stdout.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// Registry access, shared by `image --push` and `push`.
+#[derive(Debug, Args)]
+pub struct RegistryArgs {
+    /// Registry user (default: ~/.docker/config.json or anonymous).
+    #[arg(long)]
+    pub username: Option<String>,
+    /// Read the password from the first line of stdin.
+    #[arg(long, requires = "username")]
+    pub password_stdin: bool,
+    /// Use plain http (loopback registries use it anyway).
+    #[arg(long)]
+    pub insecure: bool,
+}
+
+impl RegistryArgs {
+    /// The push target for `reference`.
+    pub fn target(&self, reference: String) -> hermetic::Result<hermetic::oci::PushTarget> {
+        let password = if self.password_stdin {
+            Some(app::read_password_stdin()?)
+        } else {
+            None
+        };
+        Ok(hermetic::oci::PushTarget {
+            username: self.username.clone(),
+            password,
+            insecure: self.insecure,
+            ..hermetic::oci::PushTarget::new(reference)
+        })
+    }
+}
+
+impl ImageArgs {
+    /// Library settings for `hermetic image`.
+    pub fn settings(self) -> hermetic::Result<hermetic::oci::ImageSettings> {
+        let push = self
+            .push
+            .clone()
+            .map(|r| self.registry.target(r))
+            .transpose()?;
+        Ok(hermetic::oci::ImageSettings {
+            base: self.base,
+            oci_layout: self.oci_layout,
+            load: self.load,
+            push,
+            tag: self.tag,
+            revision: self.revision,
+            source: self.source,
+            ..hermetic::oci::ImageSettings::new(self.bundle)
+        })
+    }
 }
 
 #[derive(Debug, Args)]

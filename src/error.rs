@@ -37,6 +37,8 @@ pub enum Error {
     Build(#[from] crate::build::BuildError),
     #[error(transparent)]
     Sbom(#[from] crate::sbom::SbomError),
+    #[error(transparent)]
+    Oci(#[from] crate::oci::OciError),
     #[error("{0}")]
     Io(#[from] std::io::Error),
     /// Bad arguments that clap could not catch (e.g. an unknown baseline).
@@ -54,6 +56,7 @@ impl Error {
             Error::Engine(e) => e.help(),
             Error::Catalog(e) => e.help(),
             Error::Build(e) => e.help(),
+            Error::Oci(e) => e.help(),
             _ => None,
         }
     }

@@ -36,6 +36,21 @@ async fn dispatch(cli: cli::Cli) -> hermetic::Result<Outcome> {
     let global = cli.global();
     match cli.command {
         cli::Command::Build(args) => app::build(&global, args.into()).await,
+        cli::Command::Image(args) => {
+            let json = args.json;
+            app::image(&global, args.settings()?, json).await
+        }
+        cli::Command::Push(args) => {
+            let target = args.registry.target(args.reference)?;
+            app::push(
+                hermetic::oci::PushSettings {
+                    layout: args.layout,
+                    target,
+                },
+                args.json,
+            )
+            .await
+        }
         cli::Command::Sbom(args) => app::sbom(args.path, args.output).await,
         cli::Command::Audit(args) => app::audit(args.path, args.glibc, args.json).await,
         cli::Command::Images(cli::ImagesCommand::List { json }) => {

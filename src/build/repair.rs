@@ -251,18 +251,18 @@ async fn owners<'p>(
         if map.contains_key(path) {
             continue;
         }
-        if let Some(pkg) = owner_of_spelling.get(spelling) {
-            if let Some((version, arch)) = versions.get(pkg) {
-                map.insert(
-                    path.to_string(),
-                    OsPackage {
-                        name: pkg.to_string(),
-                        version: version.to_string(),
-                        arch: arch.to_string(),
-                        kind: "deb".into(),
-                    },
-                );
-            }
+        if let Some(pkg) = owner_of_spelling.get(spelling)
+            && let Some((version, arch)) = versions.get(pkg)
+        {
+            map.insert(
+                path.to_string(),
+                OsPackage {
+                    name: pkg.to_string(),
+                    version: version.to_string(),
+                    arch: arch.to_string(),
+                    kind: "deb".into(),
+                },
+            );
         }
     }
     Ok(map)
