@@ -218,6 +218,132 @@ pub fn read_password_stdin() -> Result<crate::oci::Secret> {
     Ok(crate::oci::Secret::new(line.trim_end_matches(['\n', '\r'])))
 }
 
+/// `hermetic verify`.
+#[derive(Debug, Clone)]
+pub struct VerifySettings {
+    /// A build record to rebuild from.
+    pub record: Option<std::path::PathBuf>,
+    /// A release directory to re-hash instead.
+    pub checksums: Option<std::path::PathBuf>,
+    /// The recipe, when it is not at the path the record names.
+    pub recipe: Option<std::path::PathBuf>,
+    pub json: bool,
+}
+
+/// `hermetic verify <record>` / `--checksums <dir>`: exit 0 when everything
+/// matches, 1 on a mismatch (every differing file listed).
+pub async fn verify(global: &GlobalSettings, s: VerifySettings) -> Result<Outcome> {
+    use crate::verify::{self as v, VerifyError};
+    let report = match (&s.checksums, &s.record) {
+        (Some(dir), _) => v::verify_checksums(dir)?,
+        (None, Some(record_path)) => {
+            let record = v::load_record(record_path)?;
+            let record_dir = record_path
+                .parent()
+                .filter(|d| !d.as_os_str().is_empty())
+                .unwrap_or(std::path::Path::new("."));
+            let candidates: Vec<std::path::PathBuf> = match &s.recipe {
+                Some(p) => vec![p.clone()],
+                // The record names the recipe relative to its context; the
+                // usual layout is <project>/dist/<record> beside <project>/<recipe>.
+                None => vec![
+                    record_dir.join("..").join(&record.recipe.path),
+                    record_dir.join(&record.recipe.path),
+                    std::path::PathBuf::from(&record.recipe.path),
+                ],
+            };
+            let recipe_path = candidates
+                .iter()
+                .find(|p| p.is_file())
+                .cloned()
+                .ok_or_else(|| VerifyError::MissingInput {
+                    what: format!("the recipe {} (pass --recipe)", record.recipe.path),
+                })?;
+            let (hash, _) = crate::archive::sha256_file(&recipe_path)?;
+            if hash != record.recipe.sha256 {
+                return Err(VerifyError::MissingInput {
+                    what: format!(
+                        "the recipe {} has sha256 {hash}, the record says {}",
+                        recipe_path.display(),
+                        record.recipe.sha256
+                    ),
+                }
+                .into());
+            }
+            let recipe = crate::recipe::Recipe::load(&recipe_path)?;
+            let scratch = tempfile::Builder::new()
+                .prefix(".hermetic-verify-")
+                .tempdir_in(record_dir)?;
+            let builder = if record.builder.reference.contains('@') {
+                record.builder.reference.clone()
+            } else {
+                record.builder.image_id.clone()
+            };
+            let settings = crate::plan::BuildSettings {
+                glibc: vec![record.glibc.parse()?],
+                out_dir: scratch.path().to_path_buf(),
+                builder_image: Some(builder),
+                smoke_suite: None,
+                rebuild: true,
+            };
+            let plan = crate::plan::from_recipe(&recipe, &settings, record.source_date_epoch)?;
+            let engine = connect(global).await?;
+            let built = crate::build::run(&engine, &plan, host_ca_bundle()?).await?;
+            if !built.passed {
+                eprintln!("error: the rebuild's smoke test failed");
+                return Ok(Outcome::CheckFailed);
+            }
+            v::compare_outputs(&record, record_dir, scratch.path())?
+        }
+        (None, None) => {
+            return Err(Error::Usage(
+                "verify needs a build record or --checksums <dir>".into(),
+            ));
+        }
+    };
+    if s.json {
+        print_json(&report)?;
+    } else {
+        for o in &report.outputs {
+            let verdict = if o.ok { "ok" } else { "MISMATCH" };
+            println!("{verdict:<9} {}", o.name);
+            if !o.ok {
+                println!("          expected sha256 {}", o.expected_sha256);
+                println!(
+                    "          got      {}",
+                    o.actual_sha256.as_deref().unwrap_or("(missing)")
+                );
+            }
+        }
+        for d in &report.differences {
+            let show = |f: &Option<crate::verify::FileFacts>| {
+                f.as_ref()
+                    .map(|f| format!("{} bytes, sha256 {}", f.size, f.sha256))
+                    .unwrap_or_else(|| "absent".into())
+            };
+            println!("differs   {}: {}", d.archive, d.path);
+            println!("          expected {}", show(&d.expected));
+            println!("          rebuilt  {}", show(&d.actual));
+            for line in &d.detail {
+                println!("          {line}");
+            }
+        }
+        println!(
+            "{}",
+            if report.matched {
+                "verified: identical"
+            } else {
+                "NOT verified: outputs differ"
+            }
+        );
+    }
+    Ok(if report.matched {
+        Outcome::Success
+    } else {
+        Outcome::CheckFailed
+    })
+}
+
 /// Connects to the engine named by the settings (or found by default).
 pub async fn connect(global: &GlobalSettings) -> Result<Engine> {
     let mut engine = engine::connect(&ConnectOptions {

@@ -685,8 +685,19 @@ pub async fn resolve_builder(
         };
         let local = info.labels.contains_key("io.hermetic.inputs-hash");
         let prefix = format!("/opt/python/{}", catalog.local.python.abi_tag());
+        // A local builder given by ID keeps the name it was built under, so
+        // records and SBOMs read the same as with the catalog's resolution.
+        let builder_tag = engine.kind().local_image_name("hermetic/builder:");
+        let reference = match info
+            .repo_tags
+            .iter()
+            .find(|t| local && t.starts_with(&builder_tag))
+        {
+            Some(tag) if !image.contains('@') => tag.clone(),
+            _ => image.to_string(),
+        };
         (
-            image.to_string(),
+            reference,
             info.id,
             if local {
                 Source::Local

@@ -35,6 +35,9 @@ pub enum Command {
     Audit(AuditArgs),
     /// Print or write the CycloneDX SBOM of a bundle (directory or archive).
     Sbom(SbomArgs),
+    /// Rebuild from a build record and prove the outputs identical, or
+    /// re-hash a release directory (--checksums).
+    Verify(VerifyArgs),
     /// Build a reproducible OCI runtime image from a bundle (no Dockerfile).
     Image(ImageArgs),
     /// Push an OCI image layout to a registry (with its SBOM attached).
@@ -141,6 +144,23 @@ pub struct SbomArgs {
     /// Write to this file instead of stdout.
     #[arg(long, short = 'o', value_name = "FILE")]
     pub output: Option<PathBuf>,
+}
+
+#[derive(Debug, Args)]
+pub struct VerifyArgs {
+    /// The build record (`<…>.build.json`) to rebuild from.
+    #[arg(required_unless_present = "checksums", conflicts_with = "checksums")]
+    pub record: Option<PathBuf>,
+    /// Re-hash the artifacts in this directory against SHA256SUMS and the
+    /// build records there, without rebuilding.
+    #[arg(long, value_name = "DIR")]
+    pub checksums: Option<PathBuf>,
+    /// The recipe, when not at the path the record names.
+    #[arg(long, value_name = "FILE")]
+    pub recipe: Option<PathBuf>,
+    /// Print JSON on stdout.
+    #[arg(long)]
+    pub json: bool,
 }
 
 #[derive(Debug, Args)]
@@ -291,6 +311,17 @@ impl From<BuildArgs> for app::BuildCommandSettings {
                 rebuild: a.rebuild,
             },
             plan_only: a.plan,
+            json: a.json,
+        }
+    }
+}
+
+impl From<VerifyArgs> for app::VerifySettings {
+    fn from(a: VerifyArgs) -> Self {
+        app::VerifySettings {
+            record: a.record,
+            checksums: a.checksums,
+            recipe: a.recipe,
             json: a.json,
         }
     }

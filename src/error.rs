@@ -39,6 +39,8 @@ pub enum Error {
     Sbom(#[from] crate::sbom::SbomError),
     #[error(transparent)]
     Oci(#[from] crate::oci::OciError),
+    #[error(transparent)]
+    Verify(#[from] crate::verify::VerifyError),
     #[error("{0}")]
     Io(#[from] std::io::Error),
     /// Bad arguments that clap could not catch (e.g. an unknown baseline).
@@ -57,6 +59,7 @@ impl Error {
             Error::Catalog(e) => e.help(),
             Error::Build(e) => e.help(),
             Error::Oci(e) => e.help(),
+            Error::Verify(e) => e.help(),
             _ => None,
         }
     }

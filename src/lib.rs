@@ -21,5 +21,6 @@ pub mod plan;
 pub mod progress;
 pub mod recipe;
 pub mod sbom;
+pub mod verify;
 
 pub use error::{Error, Outcome, Result};

@@ -36,6 +36,7 @@ async fn dispatch(cli: cli::Cli) -> hermetic::Result<Outcome> {
     let global = cli.global();
     match cli.command {
         cli::Command::Build(args) => app::build(&global, args.into()).await,
+        cli::Command::Verify(args) => app::verify(&global, args.into()).await,
         cli::Command::Image(args) => {
             let json = args.json;
             app::image(&global, args.settings()?, json).await

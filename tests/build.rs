@@ -294,33 +294,140 @@ async fn wrong_hash_names_the_file_and_both_hashes_and_writes_nothing() {
     assert!(left.is_empty(), "output left behind: {left:?}");
 }
 
+fn hermetic_in(dir: &Path, args: &[&str], env: &[(&str, &str)]) -> Output {
+    let mut cmd = Command::new(common::hermetic_bin());
+    cmd.args(args).current_dir(dir);
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    cmd.output().expect("run hermetic")
+}
+
+/// Reproducibility and verify, on a small recipe: two builds varied the way
+/// reprotest varies them (output and working directory, TZ, locale, umask
+/// through the shell, wall clock) give identical archives, records and
+/// SBOMs; an unchanged rebuild is served from the cache; `verify` passes on
+/// the untouched release and names the file after one byte in the archive
+/// changed.
 #[tokio::test(flavor = "multi_thread")]
-async fn unchanged_rebuild_reuses_outputs() {
-    let Some(engine) = common::engine_or_skip("cached_rebuild").await else {
+async fn reproducible_cached_and_verified() {
+    let Some(engine) = common::engine_or_skip("reproducible").await else {
         return;
     };
     common::builder_image(&engine, "2.31").await;
     common::base_image(&engine, "trixie").await;
     let dir = tempfile::tempdir().unwrap();
     let recipe = six_recipe(dir.path(), SIX_SHA256);
-    let out_dir = dir.path().join("dist");
-    let args = [
-        "build",
-        "-r",
-        recipe.to_str().unwrap(),
-        "--out",
-        out_dir.to_str().unwrap(),
-        "--json",
-    ];
-    let first = hermetic(&[&args[..], &["--rebuild"]].concat());
-    assert!(first.status.success(), "{}", text(&first));
-    let second = hermetic(&args);
-    assert!(second.status.success(), "{}", text(&second));
-    let a: serde_json::Value = serde_json::from_slice(&first.stdout).unwrap();
-    let b: serde_json::Value = serde_json::from_slice(&second.stdout).unwrap();
-    assert_eq!(a["targets"][0]["cached"], false);
-    assert_eq!(b["targets"][0]["cached"], true);
-    assert_eq!(a["targets"][0]["sha256"], b["targets"][0]["sha256"]);
+    let recipe = recipe.to_str().unwrap();
+    let out_a = dir.path().join("dist");
+    let out_b = tempfile::tempdir().unwrap();
+    let out_b = out_b.path().join("elsewhere");
+
+    let a = hermetic_in(
+        dir.path(),
+        &[
+            "build",
+            "-r",
+            recipe,
+            "--out",
+            "dist",
+            "--rebuild",
+            "--json",
+        ],
+        &[("TZ", "UTC"), ("LANG", "C.UTF-8")],
+    );
+    assert!(a.status.success(), "{}", text(&a));
+    let b = hermetic_in(
+        Path::new("/"),
+        &[
+            "build",
+            "-r",
+            recipe,
+            "--out",
+            out_b.to_str().unwrap(),
+            "--rebuild",
+            "--json",
+        ],
+        &[
+            ("TZ", "Asia/Kathmandu"),
+            ("LANG", "fr_FR.UTF-8"),
+            ("LC_ALL", "fr_FR.UTF-8"),
+        ],
+    );
+    assert!(b.status.success(), "{}", text(&b));
+    let ja: serde_json::Value = serde_json::from_slice(&a.stdout).unwrap();
+    let stem = ja["targets"][0]["archive"]
+        .as_str()
+        .unwrap()
+        .trim_end_matches(".tar.gz")
+        .to_string();
+    for suffix in [".tar.gz", ".build.json", ".cdx.json"] {
+        let x = fs_err::read(out_a.join(format!("{stem}{suffix}"))).unwrap();
+        let y = fs_err::read(out_b.join(format!("{stem}{suffix}"))).unwrap();
+        assert!(x == y, "{stem}{suffix} differs between the two builds");
+    }
+
+    // Unchanged inputs: served from the cache, same bytes.
+    let c = hermetic_in(
+        dir.path(),
+        &["build", "-r", recipe, "--out", "dist", "--json"],
+        &[],
+    );
+    assert!(c.status.success(), "{}", text(&c));
+    let jc: serde_json::Value = serde_json::from_slice(&c.stdout).unwrap();
+    assert_eq!(ja["targets"][0]["cached"], false);
+    assert_eq!(jc["targets"][0]["cached"], true);
+    assert_eq!(ja["targets"][0]["sha256"], jc["targets"][0]["sha256"]);
+
+    // verify: checksums, then a full rebuild from the record.
+    let sums = hermetic(&["verify", "--checksums", out_a.to_str().unwrap()]);
+    assert!(sums.status.success(), "{}", text(&sums));
+    let record = out_a.join(format!("{stem}.build.json"));
+    let v = hermetic_in(dir.path(), &["verify", record.to_str().unwrap()], &[]);
+    assert!(
+        v.status.success(),
+        "verify of an untouched release failed\n{}",
+        text(&v)
+    );
+
+    // One byte of one file inside the archive changes: both modes fail, and
+    // the rebuild mode names the file.
+    let archive = out_a.join(format!("{stem}.tar.gz"));
+    let work = tempfile::tempdir().unwrap();
+    let gz = flate2::read::GzDecoder::new(fs_err::File::open(&archive).unwrap());
+    tar::Archive::new(gz).unpack(work.path()).unwrap();
+    let victim = work
+        .path()
+        .join("sixdemo/python/runtime/lib/python3.11/site-packages/six.py");
+    let mut bytes = fs_err::read(&victim).unwrap();
+    bytes[100] ^= 0x20;
+    fs_err::write(&victim, bytes).unwrap();
+    let opts = hermetic::archive::ArchiveOptions {
+        source_date_epoch: 1700000000,
+        compression: hermetic::archive::Compression::Gzip,
+    };
+    hermetic::archive::write_archive_atomically(
+        &work.path().join("sixdemo"),
+        "sixdemo",
+        &archive,
+        &opts,
+    )
+    .unwrap();
+    let sums = hermetic(&["verify", "--checksums", out_a.to_str().unwrap()]);
+    assert_eq!(sums.status.code(), Some(1), "{}", text(&sums));
+    assert!(
+        String::from_utf8_lossy(&sums.stdout).contains(&format!("MISMATCH  {stem}.tar.gz")),
+        "{}",
+        text(&sums)
+    );
+    let v = hermetic_in(dir.path(), &["verify", record.to_str().unwrap()], &[]);
+    assert_eq!(v.status.code(), Some(1), "{}", text(&v));
+    let stdout = String::from_utf8_lossy(&v.stdout);
+    assert!(
+        stdout.contains("sixdemo/python/runtime/lib/python3.11/site-packages/six.py"),
+        "{stdout}"
+    );
+    assert!(stdout.contains("line "), "a text diff is shown: {stdout}");
 }
 
 #[tokio::test(flavor = "multi_thread")]

@@ -67,6 +67,7 @@ pub async fn assemble(
     container: &Container,
     target: &TargetPlan,
     inputs_dir: &Path,
+    context_dir: &Path,
     python_prefix: &str,
 ) -> Result<(), BuildError> {
     let b = bundle_dir(&ctx.plan.name);
@@ -74,9 +75,7 @@ pub async fn assemble(
     let py = format!("{rt}/bin/{}", ctx.python_exe);
 
     container.copy_dir_in(inputs_dir, INPUTS_DIR).await?;
-    container
-        .copy_dir_in(&ctx.plan.context_dir, SRC_DIR)
-        .await?;
+    container.copy_dir_in(context_dir, SRC_DIR).await?;
     run(container, "prepare work directories", &format!(
         "set -e; mkdir -p /tmp/home {OUT_DIR}; cp -R {SRC_DIR} {WORK_DIR}; chmod -R u+w {WORK_DIR}"
     ))

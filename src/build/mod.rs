@@ -152,7 +152,12 @@ async fn build_target(
     phase.finish();
     timed("fetch", started);
 
-    let source_tree_sha256 = archive::tree_hash(&plan.context_dir)?;
+    // The context as it goes into the builder: the recipe's directory minus
+    // VCS data and hermetic's own outputs (which would otherwise change the
+    // source hash, and so the cache key, on every build into ./dist).
+    let context = tempfile::tempdir()?;
+    snapshot_context(&plan.context_dir, &plan.out_dir, context.path())?;
+    let source_tree_sha256 = archive::tree_hash(context.path())?;
     let cache_key = output::cache_key(
         plan,
         target,
@@ -188,7 +193,15 @@ async fn build_target(
     fetch::BlobCache::open()?.materialize(&inputs, &inputs_dir)?;
     let container = assemble::create(ctx, &derived.image_id).await?;
     let assembled = async {
-        assemble::assemble(ctx, &container, target, &inputs_dir, &builder.python_prefix).await?;
+        assemble::assemble(
+            ctx,
+            &container,
+            target,
+            &inputs_dir,
+            context.path(),
+            &builder.python_prefix,
+        )
+        .await?;
         phase.set_message(format!("glibc {}: repairing ELF files", target.glibc));
         let vendored = repair::repair(ctx, &container, target.glibc, work.path()).await?;
         let tar = work.path().join("bundle.tar");
@@ -392,6 +405,47 @@ fn write_launchers(top: &Path, launchers: &[String], python_exe: &str) -> Result
         let path = top.join(name);
         fs_err::write(&path, bundle::launcher::launcher_script(name, python_exe))?;
         fs_err::set_permissions(&path, std::fs::Permissions::from_mode(0o755))?;
+    }
+    Ok(())
+}
+
+/// Copies the build context into `dest`, leaving out `.git`, hermetic's
+/// staging directories and the output directory when it lies inside.
+fn snapshot_context(src: &Path, out_dir: &Path, dest: &Path) -> Result<(), BuildError> {
+    use std::os::unix::fs::PermissionsExt;
+    let out_dir = fs_err::canonicalize(out_dir).ok();
+    let src_real = fs_err::canonicalize(src)?;
+    let walker = walkdir::WalkDir::new(&src_real)
+        .min_depth(1)
+        .sort_by_file_name()
+        .into_iter()
+        .filter_entry(|e| {
+            let name = e.file_name().to_string_lossy();
+            name != ".git"
+                && !name.starts_with(".hermetic-")
+                && out_dir.as_deref() != Some(e.path())
+        });
+    for entry in walker {
+        let entry = entry.map_err(std::io::Error::other)?;
+        let rel = entry.path().strip_prefix(&src_real).unwrap_or(entry.path());
+        let target = dest.join(rel);
+        let kind = entry.file_type();
+        if kind.is_dir() {
+            fs_err::create_dir_all(&target)?;
+        } else if kind.is_symlink() {
+            std::os::unix::fs::symlink(fs_err::read_link(entry.path())?, &target)?;
+        } else if kind.is_file() {
+            fs_err::copy(entry.path(), &target)?;
+            let mode = entry
+                .metadata()
+                .map_err(std::io::Error::other)?
+                .permissions()
+                .mode();
+            fs_err::set_permissions(
+                &target,
+                std::fs::Permissions::from_mode(if mode & 0o111 != 0 { 0o755 } else { 0o644 }),
+            )?;
+        }
     }
     Ok(())
 }

@@ -180,34 +180,33 @@ pub fn stage(
     })
 }
 
+/// The recipe as the record names it: its file name, relative to the
+/// build context (its own directory). Nothing about where hermetic ran or
+/// where the outputs went may enter the record, or it stops reproducing.
 fn recipe_display(plan: &BuildPlan) -> String {
-    let cwd = std::env::current_dir().unwrap_or_default();
     plan.recipe
-        .strip_prefix(&cwd)
-        .unwrap_or(&plan.recipe)
-        .to_string_lossy()
-        .into_owned()
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_else(|| "hermetic.toml".into())
 }
 
 /// Moves staged files into `out` and rewrites `SHA256SUMS` (entries for
 /// other files already there are kept). SHA256SUMS is written last.
 pub fn publish(staging: &Path, out: &Path, files: &[String]) -> Result<(), BuildError> {
-    let sums_path = out.join("SHA256SUMS");
+    let sums_path = out.join(archive::SHA256SUMS);
+    // (name, sha256) pairs, as archive's SHA256SUMS functions use them.
     let mut entries: Vec<(String, String)> = if sums_path.is_file() {
         archive::read_sha256sums(&sums_path)?
     } else {
         vec![]
     };
-    entries.retain(|(_, name)| !files.contains(name) && out.join(name).is_file());
+    entries.retain(|(name, _)| !files.contains(name) && out.join(name).is_file());
     for name in files {
         let (sha256, _) = archive::sha256_file(&staging.join(name))?;
         fs_err::rename(staging.join(name), out.join(name))?;
-        entries.push((sha256, name.clone()));
+        entries.push((name.clone(), sha256));
     }
-    let pairs: Vec<(String, String)> = entries
-        .into_iter()
-        .map(|(hash, name)| (name, hash))
-        .collect();
+    let pairs = entries;
     archive::write_sha256sums(out, &pairs)?;
     Ok(())
 }
