@@ -362,21 +362,17 @@ async fn push_auth_retry_resume_mount_sbom_and_pull() {
         return;
     };
     let pinned = report.pinned.clone();
-    let docker = bollard::Docker::connect_with_defaults().unwrap();
-    let creds = bollard::auth::DockerCredentials {
-        username: Some(USER.into()),
-        password: Some(PASSWORD.into()),
-        serveraddress: Some(format!("127.0.0.1:{port}")),
-        ..Default::default()
-    };
-    use futures_util::StreamExt;
-    let options = bollard::query_parameters::CreateImageOptionsBuilder::default()
-        .from_image(&pinned)
-        .build();
-    let mut pull = docker.create_image(Some(options), None, Some(creds));
-    while let Some(item) = pull.next().await {
-        item.expect("pull from the test registry");
-    }
+    // Through hermetic's own pull-by-digest (progress bar, digest check).
+    let pulled = engine
+        .ensure_pinned_with_auth(&pinned, None, Some((USER, PASSWORD)))
+        .await
+        .expect("pull by digest from the test registry");
+    let digest = pinned.rsplit_once('@').unwrap().1;
+    assert!(
+        pulled.repo_digests.iter().any(|d| d.ends_with(digest)),
+        "{:?}",
+        pulled.repo_digests
+    );
     let container = engine
         .create_container(&ContainerSpec {
             image: pinned.clone(),

@@ -66,11 +66,28 @@ impl Engine {
         reference: &str,
         hint: Option<String>,
     ) -> Result<ImageInfo, EngineError> {
-        let (_, digest) = split_pinned(reference)?;
+        self.ensure_pinned_with_auth(reference, hint, None).await
+    }
+
+    /// [`Engine::ensure_pinned`] with registry credentials (user, password)
+    /// for the pull. The password goes to the engine only, never to a log.
+    pub async fn ensure_pinned_with_auth(
+        &self,
+        reference: &str,
+        hint: Option<String>,
+        auth: Option<(&str, &str)>,
+    ) -> Result<ImageInfo, EngineError> {
+        let (name, digest) = split_pinned(reference)?;
+        let credentials = auth.map(|(user, password)| bollard::auth::DockerCredentials {
+            username: Some(user.to_string()),
+            password: Some(password.to_string()),
+            serveraddress: name.split('/').next().map(String::from),
+            ..Default::default()
+        });
         let info = match self.inspect_image(reference).await? {
             Some(info) => info,
             None => {
-                self.pull(reference, hint).await?;
+                self.pull(reference, hint, credentials).await?;
                 self.inspect_image(reference).await?.ok_or_else(|| {
                     EngineError::ImageUnavailable {
                         reference: reference.into(),
@@ -80,11 +97,7 @@ impl Engine {
                 })?
             }
         };
-        if !info
-            .repo_digests
-            .iter()
-            .any(|d| d.ends_with(&format!("@{digest}")))
-        {
+        if !has_digest(&info.repo_digests, digest) {
             return Err(EngineError::DigestMismatch {
                 reference: reference.into(),
                 expected: digest.into(),
@@ -94,12 +107,17 @@ impl Engine {
         Ok(info)
     }
 
-    async fn pull(&self, reference: &str, hint: Option<String>) -> Result<(), EngineError> {
+    async fn pull(
+        &self,
+        reference: &str,
+        hint: Option<String>,
+        credentials: Option<bollard::auth::DockerCredentials>,
+    ) -> Result<(), EngineError> {
         info!("pulling {reference}");
         let options = CreateImageOptionsBuilder::default()
             .from_image(reference)
             .build();
-        let mut stream = self.docker.create_image(Some(options), None, None);
+        let mut stream = self.docker.create_image(Some(options), None, credentials);
         let bar = progress::bytes(format!("pull {reference}"), None);
         let mut layers: HashMap<String, (i64, i64)> = HashMap::new();
         while let Some(item) = stream.next().await {
@@ -331,6 +349,14 @@ impl Engine {
     }
 }
 
+/// Whether an image's registry digests include the pinned one: the check
+/// that refuses an image whose digest differs from its pin.
+fn has_digest(repo_digests: &[String], digest: &str) -> bool {
+    repo_digests
+        .iter()
+        .any(|d| d.rsplit_once('@').is_some_and(|(_, got)| got == digest))
+}
+
 /// Splits `name@sha256:<64 hex>` into its name and digest.
 pub fn split_pinned(reference: &str) -> Result<(&str, &str), EngineError> {
     let not_pinned = || EngineError::NotPinned {
@@ -368,6 +394,18 @@ fn truncate(s: &str, max: usize) -> &str {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn digest_must_match_the_pin() {
+        let pin = format!("sha256:{}", "a".repeat(64));
+        let other = format!("registry.example/app@sha256:{}", "b".repeat(64));
+        assert!(!has_digest(std::slice::from_ref(&other), &pin));
+        assert!(!has_digest(&[], &pin));
+        assert!(has_digest(
+            &[other, format!("registry.example/app@{pin}")],
+            &pin
+        ));
+    }
 
     #[test]
     fn pinned_references() {
