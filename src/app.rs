@@ -500,13 +500,19 @@ pub async fn exec(global: &GlobalSettings, settings: ExecSettings) -> Result<Out
 }
 
 /// `hermetic gc`.
-pub async fn gc(global: &GlobalSettings, json: bool) -> Result<Outcome> {
+pub async fn gc(global: &GlobalSettings, all: bool, json: bool) -> Result<Outcome> {
     let engine = connect(global).await?;
-    let report = engine.gc().await?;
+    let report = engine.gc(all).await?;
     if json {
         print_json(&report)?;
     } else {
         println!("removed {} container(s)", report.removed.len());
+        if !report.skipped_live.is_empty() {
+            println!(
+                "kept {} container(s) of hermetic processes still running (--all removes them too)",
+                report.skipped_live.len()
+            );
+        }
     }
     Ok(Outcome::Success)
 }

@@ -262,6 +262,9 @@ impl ImageArgs {
 
 #[derive(Debug, Args)]
 pub struct GcArgs {
+    /// Also remove containers of hermetic processes still running here.
+    #[arg(long)]
+    pub all: bool,
     /// Print JSON on stdout.
     #[arg(long)]
     pub json: bool,

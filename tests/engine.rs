@@ -324,3 +324,79 @@ async fn copy_in_keeps_the_directory_writable_for_the_container_user() {
     );
     assert!(out.stdout.ends_with("ok\n"), "{}", out.stdout);
 }
+
+#[tokio::test]
+async fn gc_removes_leftovers_of_killed_processes_but_not_live_ones() {
+    let Some(engine) = common::engine_or_skip("gc_leftovers").await else {
+        return;
+    };
+    let image = common::base_image(&engine, "trixie").await;
+    let mut child = Command::new(common::hermetic_bin())
+        .args([
+            "exec",
+            "--glibc",
+            "2.41",
+            "--builder-image",
+            &image,
+            "--",
+            "sleep",
+            "300",
+        ])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let build_id = format!("exec-{}", child.id());
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while engine
+        .labelled_containers(Some(&build_id))
+        .await
+        .unwrap()
+        .is_empty()
+    {
+        assert!(Instant::now() < deadline, "no labelled container appeared");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    // Live: gc keeps it.
+    let out = Command::new(common::hermetic_bin())
+        .args(["gc", "--json"])
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    assert!(
+        !engine
+            .labelled_containers(Some(&build_id))
+            .await
+            .unwrap()
+            .is_empty(),
+        "gc removed a live build's container"
+    );
+    // kill -9: no cleanup runs, the container is a leftover; gc removes it.
+    child.kill().unwrap();
+    child.wait().unwrap();
+    assert!(
+        !engine
+            .labelled_containers(Some(&build_id))
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    let out = Command::new(common::hermetic_bin())
+        .args(["gc", "--json"])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        engine
+            .labelled_containers(Some(&build_id))
+            .await
+            .unwrap()
+            .is_empty(),
+        "leftover not removed"
+    );
+}

@@ -409,8 +409,18 @@ fn write_launchers(top: &Path, launchers: &[String], python_exe: &str) -> Result
     Ok(())
 }
 
+/// A directory hermetic published outputs into (it holds SHA256SUMS and a
+/// build record): never source, whichever `--out` made it.
+fn is_release_dir(dir: &Path) -> bool {
+    dir.join(archive::SHA256SUMS).is_file()
+        && fs_err::read_dir(dir).is_ok_and(|mut it| {
+            it.any(|e| e.is_ok_and(|e| e.file_name().to_string_lossy().ends_with(".build.json")))
+        })
+}
+
 /// Copies the build context into `dest`, leaving out `.git`, hermetic's
-/// staging directories and the output directory when it lies inside.
+/// staging directories, the output directory when it lies inside, and any
+/// other release directory of an earlier build.
 fn snapshot_context(src: &Path, out_dir: &Path, dest: &Path) -> Result<(), BuildError> {
     use std::os::unix::fs::PermissionsExt;
     let out_dir = fs_err::canonicalize(out_dir).ok();
@@ -424,6 +434,7 @@ fn snapshot_context(src: &Path, out_dir: &Path, dest: &Path) -> Result<(), Build
             name != ".git"
                 && !name.starts_with(".hermetic-")
                 && out_dir.as_deref() != Some(e.path())
+                && !(e.file_type().is_dir() && is_release_dir(e.path()))
         });
     for entry in walker {
         let entry = entry.map_err(std::io::Error::other)?;

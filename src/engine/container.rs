@@ -120,6 +120,29 @@ pub struct Container {
 #[derive(Debug, Clone, Default, serde::Serialize)]
 pub struct GcReport {
     pub removed: Vec<String>,
+    /// Containers of hermetic processes still running here (kept).
+    pub skipped_live: Vec<String>,
+}
+
+/// Label naming the process that made a container: `<boot id>:<pid>`.
+pub const LABEL_OWNER: &str = "io.hermetic.owner";
+
+fn boot_id() -> String {
+    fs_err::read_to_string("/proc/sys/kernel/random/boot_id")
+        .map(|s| s.trim().to_string())
+        .unwrap_or_default()
+}
+
+fn owner_label() -> String {
+    format!("{}:{}", boot_id(), std::process::id())
+}
+
+/// True when the owner label names a process that still runs on this host.
+fn owner_is_alive(owner: &str) -> bool {
+    let Some((boot, pid)) = owner.rsplit_once(':') else {
+        return false;
+    };
+    !boot.is_empty() && boot == boot_id() && std::path::Path::new(&format!("/proc/{pid}")).exists()
 }
 
 impl Engine {
@@ -130,6 +153,7 @@ impl Engine {
         let labels = HashMap::from([
             (LABEL_BUILD_ID.to_string(), spec.build_id.clone()),
             (LABEL_ROLE.to_string(), spec.role.clone()),
+            (LABEL_OWNER.to_string(), owner_label()),
         ]);
         let host_config = HostConfig {
             init: Some(true),
@@ -198,7 +222,10 @@ impl Engine {
     }
 
     /// Removes every container carrying hermetic's label, running or not.
-    pub async fn gc(&self) -> Result<GcReport, EngineError> {
+    ///
+    /// Containers of a hermetic process still running on this host are left
+    /// alone unless `all` is set: gc is for leftovers, not for live builds.
+    pub async fn gc(&self, all: bool) -> Result<GcReport, EngineError> {
         let filters = HashMap::from([("label", vec![LABEL_BUILD_ID])]);
         let options = ListContainersOptionsBuilder::default()
             .all(true)
@@ -212,6 +239,15 @@ impl Engine {
         let mut report = GcReport::default();
         for c in list {
             let Some(id) = c.id else { continue };
+            let owner = c
+                .labels
+                .as_ref()
+                .and_then(|l| l.get(LABEL_OWNER))
+                .map(String::as_str);
+            if !all && owner.is_some_and(owner_is_alive) {
+                report.skipped_live.push(id);
+                continue;
+            }
             let options = RemoveContainerOptionsBuilder::default()
                 .force(true)
                 .v(true)
