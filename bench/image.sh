@@ -5,9 +5,9 @@
 #
 #   bench/image.sh <bundle dir> [suite]
 #
-# Uses examples/oci.rs until `hermetic image`/`hermetic push` are wired
-# (set OCI=/path/to/binary-with-the-same-interface to override). Needs
-# docker, docker-registry, htpasswd-free (anonymous) loopback registry.
+# Runs the release `hermetic` binary (OCI=/path/to/hermetic overrides).
+# Needs docker and Debian's docker-registry (started here, anonymous, on
+# loopback).
 set -eu
 BUNDLE=$(realpath "$1")
 SUITE=${2:-trixie}
@@ -15,8 +15,8 @@ NAME=$(basename "$BUNDLE")
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
 TARGET=${CARGO_TARGET_DIR:-$ROOT/target}
 if [ -z "${OCI:-}" ]; then
-    (cd "$ROOT" && cargo build --release --example oci -q)
-    OCI=$TARGET/release/examples/oci
+    (cd "$ROOT" && cargo build --release -q)
+    OCI=$TARGET/release/hermetic
 fi
 WORK=$(mktemp -d)
 REG_PID=
@@ -36,7 +36,7 @@ rm -rf "$WORK/warm"
 
 # 1. hermetic image --oci-layout
 t0=$(now)
-"$OCI" image "$BUNDLE" --base "$SUITE" --oci-layout "$WORK/layout" > "$WORK/image.json"
+"$OCI" image "$BUNDLE" --base "$SUITE" --oci-layout "$WORK/layout" --json > "$WORK/image.json"
 t1=$(now)
 H_TIME=$(secs "$t0" "$t1")
 H_SIZE=$(du -sb "$WORK/layout" | cut -f1)
@@ -68,12 +68,12 @@ YML
 /usr/bin/docker-registry serve "$WORK/reg.yml" >/dev/null 2>&1 &
 REG_PID=$!
 sleep 1
-"$OCI" push "$WORK/layout" "127.0.0.1:$PORT/bench/$NAME:1" > "$WORK/push1.json"
+"$OCI" push "$WORK/layout" "127.0.0.1:$PORT/bench/$NAME:1" --json > "$WORK/push1.json"
 cp -a "$BUNDLE" "$WORK/changed"
 LAUNCHER=$(python3 -c "import json,sys; print(json.load(open('$WORK/changed/share/hermetic/bundle.json'))['launchers'][0])")
 printf '\n# changed\n' >> "$WORK/changed/$LAUNCHER"
 "$OCI" image "$WORK/changed" --base "$SUITE" --oci-layout "$WORK/layout2" >/dev/null
-"$OCI" push "$WORK/layout2" "127.0.0.1:$PORT/bench/$NAME:2" > "$WORK/push2.json"
+"$OCI" push "$WORK/layout2" "127.0.0.1:$PORT/bench/$NAME:2" --json > "$WORK/push2.json"
 P1=$(python3 -c "import json; print(json.load(open('$WORK/push1.json'))['bytes_uploaded'])")
 P2=$(python3 -c "import json; print(json.load(open('$WORK/push2.json'))['bytes_uploaded'])")
 LAYERS=$(python3 -c "

@@ -272,17 +272,3 @@ fn find_default_recipe() {
     assert!(matches!(err, RecipeError::NotFound { .. }));
     assert!(err.to_string().contains("hermetic.toml"), "{err}");
 }
-
-#[test]
-#[ignore = "prints sample messages for review"]
-fn show_messages() {
-    for (from, to) in [
-        ("name = \"demo\"", "nmae = \"demo\""),
-        ("glibc = \"2.31\"", "glibc = 2.31"),
-        ("python = \"3.11\"", "python = \"3.11"),
-        ("glibc = \"2.31\"\n", ""),
-        ("glibc = \"2.31\"", "glibc = \"2.x\""),
-    ] {
-        eprintln!("{}", load_err(&GOOD.replace(from, to)).0);
-    }
-}
