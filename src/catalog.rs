@@ -402,20 +402,17 @@ pub async fn build_local_builder(
         })
         .await?;
     let locked = LockedImage {
-        tag: tag.clone(),
-        image_id: image_id.clone(),
-        inputs_hash: inputs_hash.clone(),
-    };
-    let mut lock = Lock::load(&lock_path)?;
-    lock.builders.insert(glibc.to_string(), locked);
-    lock.save(&lock_path)?;
-    Ok(ReadyImage {
         tag,
         image_id,
         inputs_hash,
-        cached: false,
-        elapsed_ms: ms(started),
-    })
+    };
+    record_built(
+        &lock_path,
+        |lock| &mut lock.builders,
+        glibc.to_string(),
+        locked,
+        started,
+    )
 }
 
 /// Makes (or finds cached) the minbase image of a Debian suite.
@@ -458,17 +455,35 @@ pub async fn ensure_base(
     let changes = vec!["CMD [\"/bin/bash\"]".to_string()];
     let image_id = engine.import_rootfs(&tarball, &tag, &changes).await?;
     let locked = LockedImage {
-        tag: tag.clone(),
-        image_id: image_id.clone(),
-        inputs_hash: inputs_hash.clone(),
-    };
-    let mut lock = Lock::load(&lock_path)?;
-    lock.bases.insert(suite.to_string(), locked);
-    lock.save(&lock_path)?;
-    Ok(ReadyImage {
         tag,
         image_id,
         inputs_hash,
+    };
+    record_built(
+        &lock_path,
+        |lock| &mut lock.bases,
+        suite.to_string(),
+        locked,
+        started,
+    )
+}
+
+/// Records a freshly built image in the lock file (re-read first: another
+/// hermetic may have recorded something meanwhile) and reports it.
+fn record_built(
+    lock_path: &Path,
+    table: impl FnOnce(&mut Lock) -> &mut BTreeMap<String, LockedImage>,
+    key: String,
+    locked: LockedImage,
+    started: Instant,
+) -> Result<ReadyImage, CatalogError> {
+    let mut lock = Lock::load(lock_path)?;
+    table(&mut lock).insert(key, locked.clone());
+    lock.save(lock_path)?;
+    Ok(ReadyImage {
+        tag: locked.tag,
+        image_id: locked.image_id,
+        inputs_hash: locked.inputs_hash,
         cached: false,
         elapsed_ms: ms(started),
     })

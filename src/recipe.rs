@@ -983,7 +983,7 @@ pub fn parse_requirements(text: &str, path: &Path) -> Result<Vec<Requirement>, R
             )));
         }
         let req = parse_requirement(entry, start_line).map_err(err)?;
-        if !seen.insert(normalize_dist(&req.name)) {
+        if !seen.insert(normalize_project_name(&req.name)) {
             return Err(err(format!("`{}` is listed twice", req.name)));
         }
         out.push(req);
@@ -1085,20 +1085,22 @@ fn parse_requirement(entry: &str, line: usize) -> Result<Requirement, String> {
     })
 }
 
-/// PEP 503 normalisation, for duplicate detection.
-fn normalize_dist(name: &str) -> String {
-    let mut out = String::new();
-    let mut last_sep = false;
+/// PEP 503 normalisation of a Python project name: lowercase, every run
+/// of `-`, `_` and `.` becomes one `-`. The one implementation hermetic uses
+/// (requirements, fetched inputs, SBOM, image layers).
+pub fn normalize_project_name(name: &str) -> String {
+    let mut out = String::with_capacity(name.len());
+    let mut separator = false;
     for c in name.chars() {
         if matches!(c, '-' | '_' | '.') {
-            if !last_sep {
-                out.push('-');
-            }
-            last_sep = true;
-        } else {
-            out.push(c.to_ascii_lowercase());
-            last_sep = false;
+            separator = true;
+            continue;
         }
+        if separator && !out.is_empty() {
+            out.push('-');
+        }
+        separator = false;
+        out.push(c.to_ascii_lowercase());
     }
     out
 }

@@ -807,23 +807,7 @@ impl CoreMetadata {
     }
 }
 
-/// PEP 503 normalisation: lowercase, runs of `-`, `_`, `.` become one `-`.
-fn normalize_project(name: &str) -> String {
-    let mut out = String::with_capacity(name.len());
-    let mut separator = false;
-    for c in name.chars() {
-        if matches!(c, '-' | '_' | '.') {
-            separator = true;
-            continue;
-        }
-        if separator && !out.is_empty() {
-            out.push('-');
-        }
-        separator = false;
-        out.push(c.to_ascii_lowercase());
-    }
-    out
-}
+use crate::recipe::normalize_project_name as normalize_project;
 
 /// The normalised project a `Requires-Dist` value names, or None when the
 /// requirement only applies with an extra. Other markers (python_version,

@@ -170,7 +170,7 @@ pub async fn fetch_inputs(
             filename,
             sha256,
             kind,
-            project: normalize_name(&req.name),
+            project: crate::recipe::normalize_project_name(&req.name),
             version: req.version.clone(),
         });
     }
@@ -321,24 +321,6 @@ fn name_matches(filename: &str, project: &str, version: &str) -> bool {
     norm(filename).starts_with(&format!("{}_{}", norm(project), norm(version)))
 }
 
-/// PEP 503 normalised project name.
-pub fn normalize_name(name: &str) -> String {
-    let mut out = String::new();
-    let mut last_sep = false;
-    for c in name.chars() {
-        if c == '-' || c == '_' || c == '.' {
-            if !last_sep {
-                out.push('-');
-            }
-            last_sep = true;
-        } else {
-            out.push(c.to_ascii_lowercase());
-            last_sep = false;
-        }
-    }
-    out
-}
-
 /// The content-addressed download cache on the host.
 pub struct BlobCache {
     dir: PathBuf,
@@ -446,9 +428,6 @@ mod tests {
 
     #[test]
     fn names_normalise() {
-        assert_eq!(normalize_name("PyYAML"), "pyyaml");
-        assert_eq!(normalize_name("zope.interface"), "zope-interface");
-        assert_eq!(normalize_name("a__b"), "a-b");
         assert!(name_matches("PyYAML-6.0.1.tar.gz", "pyyaml", "6.0.1"));
     }
 

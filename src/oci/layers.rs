@@ -60,20 +60,7 @@ pub type LayerEntries = BTreeMap<LayerRole, Vec<ArchiveEntry>>;
 
 /// PEP 503 normalisation, with `_` as separator as dist-info names use it.
 fn dist_name(name: &str) -> String {
-    let mut out = String::new();
-    let mut last_sep = false;
-    for c in name.chars() {
-        if matches!(c, '-' | '_' | '.') {
-            if !last_sep {
-                out.push('_');
-            }
-            last_sep = true;
-        } else {
-            out.extend(c.to_lowercase());
-            last_sep = false;
-        }
-    }
-    out
+    crate::recipe::normalize_project_name(name).replace('-', "_")
 }
 
 /// Bundle-relative paths of the app's own distribution (from its RECORD).
