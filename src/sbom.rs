@@ -15,7 +15,7 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::io::Read;
-use std::path::{Component as PathComponent, Path, PathBuf};
+use std::path::{Path, PathBuf};
 
 use cyclonedx_bom::external_models::date_time::DateTime;
 use cyclonedx_bom::external_models::normalized_string::NormalizedString;
@@ -1215,79 +1215,26 @@ fn enc(s: &str) -> String {
 // ---------------------------------------------------------------------------
 // Archives
 
-// TODO(archive): switch to `crate::archive::unpack_safe` once it lands; this
-// is a deliberately small local unpacker that refuses anything that could
-// write or point outside `dest`.
+/// Unpacks a bundle archive with the archive module's hostile-tar rules
+/// (no absolute paths, no `..`, no links leaving `dest`, no devices).
 fn unpack_archive(archive: &Path, dest: &Path) -> Result<(), SbomError> {
-    let io_err = |source| SbomError::Archive {
-        path: archive.to_owned(),
-        source,
-    };
-    let unsafe_entry = |entry: &Path, reason: &str| SbomError::UnsafeArchiveEntry {
-        path: archive.to_owned(),
-        entry: entry.display().to_string(),
-        reason: reason.to_owned(),
-    };
     let file = fs_err::File::open(archive)?;
-    let mut tar = tar::Archive::new(flate2::read::GzDecoder::new(file));
-    for entry in tar.entries().map_err(io_err)? {
-        let mut entry = entry.map_err(io_err)?;
-        let path = entry.path().map_err(io_err)?.into_owned();
-        if !is_plain_relative(&path) {
-            return Err(unsafe_entry(&path, "absolute path or `..` component"));
-        }
-        use tar::EntryType;
-        match entry.header().entry_type() {
-            EntryType::Regular | EntryType::Continuous | EntryType::Directory => {}
-            EntryType::XGlobalHeader => continue,
-            EntryType::Symlink => {
-                let target = entry.link_name().map_err(io_err)?.unwrap_or_default();
-                // Resolve the target from the link's own directory.
-                let joined = path.parent().unwrap_or(Path::new("")).join(&target);
-                if target.is_absolute() || lexical_depth(&joined).is_none() {
-                    return Err(unsafe_entry(&path, "symlink points outside the archive"));
+    crate::archive::unpack_safe(flate2::read::GzDecoder::new(file), dest, 64 << 30).map_err(
+        |e| match e {
+            crate::archive::ArchiveError::UnsafeEntry { entry, reason } => {
+                SbomError::UnsafeArchiveEntry {
+                    path: archive.to_owned(),
+                    entry,
+                    reason: reason.to_string(),
                 }
             }
-            EntryType::Link => {
-                let target = entry.link_name().map_err(io_err)?.unwrap_or_default();
-                if !is_plain_relative(&target) {
-                    return Err(unsafe_entry(&path, "hard link points outside the archive"));
-                }
-            }
-            other => {
-                return Err(unsafe_entry(
-                    &path,
-                    &format!("unsupported entry type {other:?}"),
-                ));
-            }
-        }
-        entry.set_preserve_permissions(false);
-        entry.set_preserve_mtime(false);
-        if !entry.unpack_in(dest).map_err(io_err)? {
-            return Err(unsafe_entry(&path, "refused by the unpacker"));
-        }
-    }
+            other => SbomError::Archive {
+                path: archive.to_owned(),
+                source: std::io::Error::other(other),
+            },
+        },
+    )?;
     Ok(())
-}
-
-fn is_plain_relative(path: &Path) -> bool {
-    path.components()
-        .all(|c| matches!(c, PathComponent::Normal(_) | PathComponent::CurDir))
-}
-
-/// How deep a relative path ends up below its start, or None if `..` ever
-/// climbs above it.
-fn lexical_depth(path: &Path) -> Option<usize> {
-    let mut depth = 0usize;
-    for component in path.components() {
-        match component {
-            PathComponent::Normal(_) => depth += 1,
-            PathComponent::CurDir => {}
-            PathComponent::ParentDir => depth = depth.checked_sub(1)?,
-            PathComponent::RootDir | PathComponent::Prefix(_) => return None,
-        }
-    }
-    Some(depth)
 }
 
 /// The one top-level directory of an unpacked archive that holds bundle.json.
