@@ -1061,6 +1061,12 @@ pub fn sha256_file(path: &Path) -> Result<(String, u64), ArchiveError> {
     Ok((hex, size))
 }
 
+/// SHA-256 (hex) of bytes in memory.
+pub fn sha256_bytes(data: &[u8]) -> String {
+    use sha2::Digest;
+    hex::encode(sha2::Sha256::digest(data))
+}
+
 fn is_sha256_hex(s: &str) -> bool {
     s.len() == 64 && s.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'))
 }

@@ -17,7 +17,6 @@ use std::str::FromStr;
 use std::time::Instant;
 
 use serde::{Deserialize, Serialize};
-use sha2::{Digest, Sha256};
 use tracing::{info, instrument};
 
 use crate::engine::{BuildImageSpec, ContainerSpec, Engine, EngineError, Network};
@@ -222,7 +221,7 @@ impl Catalog {
             "mirror": self.local.mirror,
             "source_date_epoch": self.local.source_date_epoch,
         });
-        sha256_hex(inputs.to_string().as_bytes())
+        crate::archive::sha256_bytes(inputs.to_string().as_bytes())
     }
 
     /// Cache key of a local builder: everything that goes into it.
@@ -233,9 +232,9 @@ impl Catalog {
             "glibc": entry.glibc,
             "base": self.base_inputs_hash(suite),
             "local": self.local,
-            "dockerfile_sha256": sha256_hex(BUILDER_DOCKERFILE.as_bytes()),
+            "dockerfile_sha256": crate::archive::sha256_bytes(BUILDER_DOCKERFILE.as_bytes()),
         });
-        sha256_hex(inputs.to_string().as_bytes())
+        crate::archive::sha256_bytes(inputs.to_string().as_bytes())
     }
 }
 
@@ -915,8 +914,19 @@ pub async fn runtime_base(engine: &Engine, suite: &str) -> Result<LockedImage, C
     }
 }
 
-fn sha256_hex(bytes: &[u8]) -> String {
-    hex::encode(Sha256::digest(bytes))
+/// The distribution a builder with this glibc release is, for purl
+/// qualifiers (`debian-11`, …); `linux` when the release is not one the
+/// catalog's builders have.
+pub fn distro_for_glibc(glibc: &str) -> &'static str {
+    match glibc {
+        "2.31" => "debian-11",
+        "2.36" => "debian-12",
+        "2.41" => "debian-13",
+        "2.17" => "centos-7",
+        "2.28" => "almalinux-8",
+        "2.34" => "almalinux-9",
+        _ => "linux",
+    }
 }
 
 fn ms(started: Instant) -> u64 {

@@ -37,6 +37,7 @@ use cyclonedx_bom::validation::Validate;
 use sha2::{Digest, Sha256};
 
 use crate::bundle::{self, BundleMeta, InputKind, OsPackage};
+use crate::purl::{self, enc};
 
 /// The CycloneDX version hermetic writes; pinned in `sbom/spec-version`
 /// (a test checks that the two agree).
@@ -486,25 +487,8 @@ fn cpython_component(meta: &BundleMeta) -> Component {
     component
 }
 
-fn distro_namespace(meta: &BundleMeta) -> &str {
-    // "debian-11" → "debian"; the whole string is the `distro` qualifier.
-    meta.builder
-        .distro
-        .split('-')
-        .next()
-        .unwrap_or(&meta.builder.distro)
-}
-
 fn os_package_purl(meta: &BundleMeta, package: &OsPackage) -> String {
-    format!(
-        "pkg:{}/{}/{}@{}?arch={}&distro={}",
-        enc(&package.kind),
-        enc(distro_namespace(meta)),
-        enc(&package.name),
-        enc(&package.version),
-        enc(&package.arch),
-        enc(&meta.builder.distro)
-    )
+    purl::os_package(package, &meta.builder.distro)
 }
 
 fn vendored_lib_component(meta: &BundleMeta, lib: &bundle::VendoredLib, sha: &str) -> Component {
@@ -532,23 +516,8 @@ fn vendored_lib_component(meta: &BundleMeta, lib: &bundle::VendoredLib, sha: &st
 
 fn builder_component(meta: &BundleMeta) -> Component {
     let builder = &meta.builder;
-    // `name@sha256:…` pins give the repository digest; a local tag only has
-    // the image ID, which is then the best identity we have.
-    let (name, digest) = match builder.reference.split_once('@') {
-        Some((name, digest)) => (name, digest),
-        None => (builder.reference.as_str(), builder.image_id.as_str()),
-    };
-    let (repository, tag) = split_tag(name);
-    let last = repository.rsplit('/').next().unwrap_or(repository);
-    let mut purl = format!(
-        "pkg:oci/{}@{}?repository_url={}",
-        enc(last),
-        enc(digest),
-        enc(repository)
-    );
-    if let Some(tag) = tag {
-        purl.push_str(&format!("&tag={}", enc(tag)));
-    }
+    let image = purl::oci_image(&builder.reference, &builder.image_id);
+    let (repository, digest, purl) = (image.repository, image.digest, image.purl);
     let mut component = Component::new(
         Classification::Container,
         repository,
@@ -570,15 +539,6 @@ fn builder_component(meta: &BundleMeta) -> Component {
         (prop::DISTRO, &builder.distro),
     ]));
     component
-}
-
-/// `registry:5000/repo:tag` → (`registry:5000/repo`, Some(`tag`)).
-fn split_tag(name: &str) -> (&str, Option<&str>) {
-    let slash = name.rfind('/').map_or(0, |i| i + 1);
-    match name[slash..].rfind(':') {
-        Some(colon) => (&name[..slash + colon], Some(&name[slash + colon + 1..])),
-        None => (name, None),
-    }
 }
 
 fn system_package_component(meta: &BundleMeta, package: &OsPackage) -> Component {
@@ -693,7 +653,7 @@ fn read_distribution(
         .iter()
         .filter_map(|r| requirement_name(r))
         .collect();
-    let purl = format!("pkg:pypi/{}@{}", enc(&normalized), enc(&core.version));
+    let purl = purl::pypi(&normalized, &core.version);
     Ok(Distribution {
         licenses: licenses_of(&core),
         normalized,
@@ -1197,21 +1157,6 @@ fn purl_of(s: &str) -> Option<Purl> {
     s.parse().ok()
 }
 
-/// Percent-encodes a purl segment, version or qualifier value: everything but
-/// unreserved characters (RFC 3986), so Debian versions like `1:2.0+dfsg`
-/// and URLs in qualifiers survive.
-fn enc(s: &str) -> String {
-    let mut out = String::with_capacity(s.len());
-    for b in s.bytes() {
-        if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~') {
-            out.push(b as char);
-        } else {
-            out.push_str(&format!("%{b:02X}"));
-        }
-    }
-    out
-}
-
 // ---------------------------------------------------------------------------
 // Archives
 
@@ -1345,16 +1290,5 @@ mod tests {
             ]
         );
         assert!(record_files(Path::new("RECORD"), "\"open,,\n", "sp").is_err());
-    }
-
-    #[test]
-    fn image_tags_split_after_the_last_slash() {
-        assert_eq!(split_tag("reg:5000/a/b:t"), ("reg:5000/a/b", Some("t")));
-        assert_eq!(split_tag("reg:5000/a/b"), ("reg:5000/a/b", None));
-    }
-
-    #[test]
-    fn purl_values_are_percent_encoded() {
-        assert_eq!(enc("1:2.0+dfsg-1"), "1%3A2.0%2Bdfsg-1");
     }
 }

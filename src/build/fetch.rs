@@ -52,7 +52,8 @@ pub async fn derive_image(
     let mut sorted = packages.to_vec();
     sorted.sort();
     sorted.dedup();
-    let key = sha256_hex(format!("{builder_id}\n{}", sorted.join("\n")).as_bytes());
+    let key =
+        crate::archive::sha256_bytes(format!("{builder_id}\n{}", sorted.join("\n")).as_bytes());
     let tag = engine
         .kind()
         .local_image_name(&format!("hermetic/derived:{}", &key[..16]));
@@ -393,11 +394,6 @@ pub fn shell_quote(s: &str) -> String {
     } else {
         format!("'{}'", s.replace('\'', "'\\''"))
     }
-}
-
-fn sha256_hex(bytes: &[u8]) -> String {
-    use sha2::Digest;
-    hex::encode(sha2::Sha256::digest(bytes))
 }
 
 /// Inputs by project name, for lookups.
