@@ -325,6 +325,49 @@ async fn copy_in_keeps_the_directory_writable_for_the_container_user() {
     assert!(out.stdout.ends_with("ok\n"), "{}", out.stdout);
 }
 
+/// A tree made under `umask 077` (directories 0700, files 0600, owned by
+/// root) is readable by the unprivileged build user once copied in.
+#[tokio::test]
+async fn copy_in_does_not_carry_the_host_umask() {
+    use std::os::unix::fs::PermissionsExt;
+    let Some(engine) = common::engine_or_skip("copy_in_umask").await else {
+        return;
+    };
+    let image = common::base_image(&engine, "trixie").await;
+    let host = tempfile::tempdir().unwrap();
+    let sub = host.path().join("src/pkg");
+    fs_err::create_dir_all(&sub).unwrap();
+    fs_err::write(sub.join("mod.py"), b"x = 1\n").unwrap();
+    fs_err::write(sub.join("tool"), b"#!/bin/sh\necho tool\n").unwrap();
+    for (path, mode) in [
+        (host.path().join("src"), 0o700),
+        (sub.clone(), 0o700),
+        (sub.join("mod.py"), 0o600),
+        (sub.join("tool"), 0o700),
+    ] {
+        fs_err::set_permissions(&path, std::fs::Permissions::from_mode(mode)).unwrap();
+    }
+    let mut s = spec(&image, "test-copy-umask");
+    s.user = Some("1000:1000".into());
+    let container = engine.create_container(&s).await.unwrap();
+    let result = async {
+        container.copy_dir_in(host.path(), "/tmp/ctx").await?;
+        container
+            .exec(&ExecSpec::shell(
+                "cat /tmp/ctx/src/pkg/mod.py && /tmp/ctx/src/pkg/tool && stat -c '%a %n' /tmp/ctx/src /tmp/ctx/src/pkg/mod.py /tmp/ctx/src/pkg/tool",
+            ))
+            .await
+    }
+    .await;
+    container.remove().await;
+    let out = result.unwrap();
+    assert_eq!(out.exit_code, 0, "{:?}", out.tail);
+    assert_eq!(
+        out.stdout,
+        "x = 1\ntool\n755 /tmp/ctx/src\n644 /tmp/ctx/src/pkg/mod.py\n755 /tmp/ctx/src/pkg/tool\n"
+    );
+}
+
 #[tokio::test]
 async fn gc_removes_leftovers_of_killed_processes_but_not_live_ones() {
     let Some(engine) = common::engine_or_skip("gc_leftovers").await else {

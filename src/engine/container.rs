@@ -385,6 +385,11 @@ impl Container {
         tokio::task::spawn_blocking(move || -> std::io::Result<()> {
             let mut builder = tar::Builder::new(std::io::BufWriter::new(file));
             builder.follow_symlinks(false);
+            // Owner root, a fixed mtime, and modes 0755/0644 by the owner's
+            // execute bit: what lands in the container must not depend on
+            // the host's umask (a 0700 directory is unreadable for the
+            // unprivileged build user) or on when files were touched.
+            builder.mode(tar::HeaderMode::Deterministic);
             builder.append_dir_all(".", &src)?;
             builder.into_inner()?.flush()
         })
