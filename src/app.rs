@@ -92,6 +92,7 @@ pub async fn build(global: &GlobalSettings, s: BuildCommandSettings) -> Result<O
                 "  sha256 {}  {} bytes, {} vendored libraries",
                 t.sha256, t.size, t.vendored_libs
             );
+            println!("  record {}, provenance {}", t.record, t.provenance);
             if let Some(smoke) = &t.smoke {
                 let verdict = if smoke.passed { "passed" } else { "FAILED" };
                 println!(
@@ -293,7 +294,7 @@ pub async fn verify(global: &GlobalSettings, s: VerifySettings) -> Result<Outcom
                 eprintln!("error: the rebuild's smoke test failed");
                 return Ok(Outcome::CheckFailed);
             }
-            v::compare_outputs(&record, record_dir, scratch.path())?
+            v::compare_outputs(&record, record_path, scratch.path())?
         }
         (None, None) => {
             return Err(Error::Usage(

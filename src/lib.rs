@@ -19,6 +19,7 @@ pub mod oci;
 pub mod paths;
 pub mod plan;
 pub mod progress;
+pub mod provenance;
 pub mod purl;
 pub mod recipe;
 pub mod sbom;

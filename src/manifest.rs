@@ -66,3 +66,53 @@ impl BuildRecord {
         out
     }
 }
+
+/// A record with one of everything, for unit tests.
+#[cfg(test)]
+pub(crate) fn sample_record() -> BuildRecord {
+    use crate::bundle::{FetchedInput, InputKind, OsPackage};
+    BuildRecord {
+        format: 1,
+        hermetic_version: "0.1.0".into(),
+        name: "demo".into(),
+        version: "1.0".into(),
+        glibc: "2.31".into(),
+        recipe: RecordedRecipe {
+            path: "hermetic.toml".into(),
+            sha256: "aa".repeat(32),
+        },
+        source_tree_sha256: "bb".repeat(32),
+        builder: RecordedBuilder {
+            reference: "hermetic/builder:glibc2.31-x".into(),
+            image_id: format!("sha256:{}", "cc".repeat(32)),
+            glibc: "2.31".into(),
+            derived_image_id: Some(format!("sha256:{}", "dd".repeat(32))),
+        },
+        system_packages: vec![OsPackage {
+            name: "libyaml-dev".into(),
+            version: "0.2.2-1".into(),
+            arch: "amd64".into(),
+            kind: "deb".into(),
+        }],
+        inputs: vec![FetchedInput {
+            filename: "PyYAML-6.0.1.tar.gz".into(),
+            sha256: "ee".repeat(32),
+            kind: InputKind::Sdist,
+            project: "pyyaml".into(),
+            version: "6.0.1".into(),
+        }],
+        source_date_epoch: 1700000000,
+        outputs: vec![
+            RecordedOutput {
+                name: "demo-1.0-glibc2.31-x86_64.tar.gz".into(),
+                sha256: "11".repeat(32),
+                size: 10,
+            },
+            RecordedOutput {
+                name: "demo-1.0-glibc2.31-x86_64.cdx.json".into(),
+                sha256: "22".repeat(32),
+                size: 5,
+            },
+        ],
+    }
+}

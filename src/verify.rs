@@ -60,6 +60,8 @@ pub struct FileFacts {
 pub enum VerifyError {
     #[error("{} is not a build record: {reason}", path.display())]
     BadRecord { path: PathBuf, reason: String },
+    #[error("{} is not an in-toto statement: {reason}", path.display())]
+    BadStatement { path: PathBuf, reason: String },
     #[error("{}: no SHA256SUMS there", dir.display())]
     NoSums { dir: PathBuf },
     #[error("input missing: {what}")]
@@ -93,8 +95,18 @@ pub fn load_record(path: &Path) -> Result<BuildRecord, VerifyError> {
     })
 }
 
-/// `--checksums <dir>`: every file in `SHA256SUMS` and every output every
-/// build record in `dir` names must be present with its recorded hash.
+/// Reads and parses an in-toto provenance statement.
+pub fn load_statement(path: &Path) -> Result<crate::provenance::Statement, VerifyError> {
+    let text = fs_err::read_to_string(path)?;
+    serde_json::from_str(&text).map_err(|e| VerifyError::BadStatement {
+        path: path.to_path_buf(),
+        reason: e.to_string(),
+    })
+}
+
+/// `--checksums <dir>`: every file in `SHA256SUMS`, every output a build
+/// record in `dir` lists and every file a provenance statement there names
+/// must be present with that hash, and they must agree with each other.
 pub fn verify_checksums(dir: &Path) -> Result<VerifyReport, VerifyError> {
     let sums = dir.join(archive::SHA256SUMS);
     if !sums.is_file() {
@@ -102,40 +114,52 @@ pub fn verify_checksums(dir: &Path) -> Result<VerifyReport, VerifyError> {
             dir: dir.to_path_buf(),
         });
     }
-    let mut expected: BTreeMap<String, String> = BTreeMap::new();
+    // name → (hash, where it was first listed)
+    let mut expected: BTreeMap<String, (String, String)> = BTreeMap::new();
     for (name, hash) in archive::read_sha256sums(&sums)? {
-        expected.insert(name, hash);
+        expected.insert(name, (hash, archive::SHA256SUMS.to_string()));
     }
-    let mut records = Vec::new();
+    // What each build record (its outputs) and each provenance statement
+    // (its subjects and byproducts) says the files' hashes are.
+    let mut claims: Vec<(PathBuf, Vec<(String, String)>)> = Vec::new();
+    let mut paths: Vec<PathBuf> = Vec::new();
     for entry in fs_err::read_dir(dir)? {
-        let path = entry?.path();
-        if path
-            .file_name()
-            .is_some_and(|n| n.to_string_lossy().ends_with(".build.json"))
-        {
-            records.push(path);
+        paths.push(entry?.path());
+    }
+    paths.sort();
+    for path in paths {
+        let name = file_name(&path);
+        if name.ends_with(".build.json") {
+            let record = load_record(&path)?;
+            let named = record
+                .outputs
+                .iter()
+                .map(|o| (o.name.clone(), o.sha256.clone()))
+                .collect();
+            claims.push((path, named));
+        } else if name.ends_with(crate::provenance::SUFFIX) {
+            let named = load_statement(&path)?.named_files();
+            claims.push((path, named));
         }
     }
-    records.sort();
     let mut outputs = Vec::new();
-    for record_path in &records {
-        let record = load_record(record_path)?;
-        for out in &record.outputs {
-            if let Some(listed) = expected.get(&out.name) {
-                if listed != &out.sha256 {
+    for (source, named) in &claims {
+        for (name, sha256) in named {
+            if let Some((listed, first)) = expected.get(name) {
+                if listed != sha256 {
                     outputs.push(OutputCheck {
-                        name: format!("{} (SHA256SUMS vs {})", out.name, file_name(record_path)),
-                        expected_sha256: out.sha256.clone(),
+                        name: format!("{name} ({first} vs {})", file_name(source)),
+                        expected_sha256: sha256.clone(),
                         actual_sha256: Some(listed.clone()),
                         ok: false,
                     });
                 }
             } else {
-                expected.insert(out.name.clone(), out.sha256.clone());
+                expected.insert(name.clone(), (sha256.clone(), file_name(source)));
             }
         }
     }
-    for (name, hash) in &expected {
+    for (name, (hash, _)) in &expected {
         let path = dir.join(name);
         let actual = if path.is_file() {
             Some(archive::sha256_file(&path)?.0)
@@ -160,14 +184,19 @@ pub fn verify_checksums(dir: &Path) -> Result<VerifyReport, VerifyError> {
 }
 
 /// Compares, for every output a record lists, the rebuilt file and the
-/// released one (beside the record) with the recorded hash. Where they
-/// differ, the released and rebuilt archives are unpacked and every
-/// differing file named.
+/// released one (beside the record) with the recorded hash; then the
+/// rebuilt record and provenance statement with the released ones, byte
+/// for byte. Where they differ, the released and rebuilt archives are
+/// unpacked and every differing file named.
 pub fn compare_outputs(
     record: &BuildRecord,
-    release_dir: &Path,
+    record_path: &Path,
     rebuilt_dir: &Path,
 ) -> Result<VerifyReport, VerifyError> {
+    let release_dir = record_path
+        .parent()
+        .filter(|d| !d.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
     let mut outputs = Vec::new();
     let mut differences = Vec::new();
     let hash_of = |p: &Path| -> Result<Option<String>, VerifyError> {
@@ -215,6 +244,41 @@ pub fn compare_outputs(
                 differences.extend(compare_archives(&out.name, &released, &rebuilt)?);
             } else {
                 differences.extend(compare_files(&out.name, &out.name, &released, &rebuilt)?);
+            }
+        }
+    }
+    // The record and the statement describe the build; a rebuild from the
+    // same inputs must write them byte for byte as well. (A release made
+    // before statements existed has none, and that is not a mismatch.)
+    let stem = record
+        .outputs
+        .iter()
+        .find_map(|o| o.name.strip_suffix(".tar.gz"));
+    if let Some(stem) = stem {
+        let statement = format!("{stem}{}", crate::provenance::SUFFIX);
+        for (released, name, required) in [
+            (
+                record_path.to_path_buf(),
+                format!("{stem}.build.json"),
+                true,
+            ),
+            (release_dir.join(&statement), statement.clone(), false),
+        ] {
+            if !required && !released.is_file() {
+                continue;
+            }
+            let (expected, _) = archive::sha256_file(&released)?;
+            let rebuilt = rebuilt_dir.join(&name);
+            let actual = hash_of(&rebuilt)?;
+            let ok = actual.as_deref() == Some(expected.as_str());
+            outputs.push(OutputCheck {
+                name: format!("{name} (rebuilt vs released)"),
+                expected_sha256: expected,
+                actual_sha256: actual.clone(),
+                ok,
+            });
+            if !ok && actual.is_some() {
+                differences.extend(compare_files(&name, &name, &released, &rebuilt)?);
             }
         }
     }
@@ -319,12 +383,9 @@ fn compare_files(
     if a == b {
         return Ok(vec![]);
     }
-    let facts = |d: &[u8]| {
-        use sha2::Digest;
-        FileFacts {
-            size: d.len() as u64,
-            sha256: hex::encode(sha2::Sha256::digest(d)),
-        }
+    let facts = |d: &[u8]| FileFacts {
+        size: d.len() as u64,
+        sha256: archive::sha256_bytes(d),
     };
     let detail = if a.starts_with(b"\x7fELF") && b.starts_with(b"\x7fELF") {
         elf_section_diff(&a, &b)
@@ -437,5 +498,82 @@ mod tests {
         let report = verify_checksums(dir.path()).unwrap();
         assert!(!report.matched);
         assert_eq!(report.outputs[0].name, "a.tar.gz");
+    }
+
+    /// A release directory as a build writes it: archive, SBOM, record,
+    /// statement and SHA256SUMS, with matching hashes.
+    fn release(dir: &Path) -> (BuildRecord, PathBuf) {
+        let mut record = crate::manifest::sample_record();
+        record.outputs.truncate(1);
+        record.outputs[0].name = "demo.tar.gz".into();
+        fs_err::write(dir.join("demo.tar.gz"), b"archive bytes").unwrap();
+        record.outputs[0].sha256 = archive::sha256_file(&dir.join("demo.tar.gz")).unwrap().0;
+        let bytes = record.to_canonical_json();
+        fs_err::write(dir.join("demo.build.json"), &bytes).unwrap();
+        let statement = crate::provenance::statement(
+            &record,
+            "demo.build.json",
+            &archive::sha256_bytes(&bytes),
+        );
+        fs_err::write(dir.join("demo.intoto.json"), statement.to_canonical_json()).unwrap();
+        let sums: Vec<(String, String)> = ["demo.tar.gz", "demo.build.json", "demo.intoto.json"]
+            .iter()
+            .map(|n| (n.to_string(), archive::sha256_file(&dir.join(n)).unwrap().0))
+            .collect();
+        archive::write_sha256sums(dir, &sums).unwrap();
+        (record, dir.join("demo.build.json"))
+    }
+
+    #[test]
+    fn checksums_check_what_the_statement_names() {
+        let dir = tempfile::tempdir().unwrap();
+        release(dir.path());
+        assert!(verify_checksums(dir.path()).unwrap().matched);
+        // A statement whose subject disagrees with SHA256SUMS is named.
+        let path = dir.path().join("demo.intoto.json");
+        let text = fs_err::read_to_string(&path).unwrap();
+        let mut s: crate::provenance::Statement = serde_json::from_str(&text).unwrap();
+        s.subject[0].digest.insert("sha256".into(), "0".repeat(64));
+        fs_err::write(&path, s.to_canonical_json()).unwrap();
+        let (hash, _) = archive::sha256_file(&path).unwrap();
+        let mut sums = archive::read_sha256sums(&dir.path().join(archive::SHA256SUMS)).unwrap();
+        sums.retain(|(n, _)| n != "demo.intoto.json");
+        sums.push(("demo.intoto.json".into(), hash));
+        archive::write_sha256sums(dir.path(), &sums).unwrap();
+        let report = verify_checksums(dir.path()).unwrap();
+        assert!(!report.matched);
+        let bad: Vec<&str> = report
+            .outputs
+            .iter()
+            .filter(|o| !o.ok)
+            .map(|o| o.name.as_str())
+            .collect();
+        assert_eq!(bad, ["demo.tar.gz (SHA256SUMS vs demo.intoto.json)"]);
+        // Garbage where a statement should be is an error naming the file.
+        fs_err::write(&path, b"{").unwrap();
+        let err = verify_checksums(dir.path()).unwrap_err().to_string();
+        assert!(err.contains("demo.intoto.json"), "{err}");
+    }
+
+    #[test]
+    fn rebuild_compares_record_and_statement_too() {
+        let released = tempfile::tempdir().unwrap();
+        let (record, record_path) = release(released.path());
+        let rebuilt = tempfile::tempdir().unwrap();
+        for name in ["demo.tar.gz", "demo.build.json", "demo.intoto.json"] {
+            fs_err::copy(released.path().join(name), rebuilt.path().join(name)).unwrap();
+        }
+        let report = compare_outputs(&record, &record_path, rebuilt.path()).unwrap();
+        assert!(report.matched, "{report:?}");
+        assert_eq!(report.outputs.len(), 4, "{report:?}");
+        // A rebuilt statement that differs is a mismatch, with a line diff.
+        let path = rebuilt.path().join("demo.intoto.json");
+        let text = fs_err::read_to_string(&path).unwrap();
+        fs_err::write(&path, text.replace("\"demo\"", "\"other\"")).unwrap();
+        let report = compare_outputs(&record, &record_path, rebuilt.path()).unwrap();
+        assert!(!report.matched);
+        assert_eq!(report.differences.len(), 1, "{report:?}");
+        assert_eq!(report.differences[0].path, "demo.intoto.json");
+        assert!(report.differences[0].detail[0].starts_with("line "));
     }
 }

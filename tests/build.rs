@@ -125,6 +125,17 @@ async fn build_and_check(recipe: &str) {
         hits.is_empty(),
         "{recipe}: build paths left in the bundle: {hits:#?}"
     );
+    // No bytecode is shipped (it would record source mtimes or need
+    // checked-hash pycs); Python compiles in memory at run time.
+    let bytecode: Vec<String> = walkdir::WalkDir::new(&top)
+        .into_iter()
+        .map(|e| e.unwrap().path().display().to_string())
+        .filter(|p| p.ends_with(".pyc") || p.ends_with("__pycache__"))
+        .collect();
+    assert!(
+        bytecode.is_empty(),
+        "{recipe}: bytecode shipped: {bytecode:#?}"
+    );
 
     // The SBOM (beside the archive and inside the bundle, identical) passes
     // CycloneDX's schema and lists what pip says is installed and every
@@ -199,6 +210,78 @@ async fn build_and_check(recipe: &str) {
                 "{c}"
             );
         }
+    }
+
+    // The provenance statement passes the in-toto bindings and binds the
+    // archive, the SBOM and the record by their hashes.
+    let statement_path = out_dir.path().join(target["provenance"].as_str().unwrap());
+    common::validate_intoto(recipe, &statement_path).unwrap();
+    let statement: serde_json::Value =
+        serde_json::from_slice(&fs_err::read(&statement_path).unwrap()).unwrap();
+    let named: BTreeSet<(String, String)> = statement["subject"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .chain(
+            statement["predicate"]["runDetails"]["byproducts"]
+                .as_array()
+                .unwrap(),
+        )
+        .map(|d| {
+            (
+                d["name"].as_str().unwrap().to_string(),
+                d["digest"]["sha256"].as_str().unwrap().to_string(),
+            )
+        })
+        .collect();
+    for name in [
+        target["archive"].as_str().unwrap().to_string(),
+        format!("{stem}.cdx.json"),
+        target["record"].as_str().unwrap().to_string(),
+    ] {
+        let (hash, _) = hermetic::archive::sha256_file(&out_dir.path().join(&name)).unwrap();
+        assert!(
+            named.contains(&(name.clone(), hash)),
+            "{recipe}: the statement does not bind {name}: {named:?}"
+        );
+    }
+
+    // The second build, varied the way reprotest varies builds: `verify`
+    // rebuilds from the record into another directory, from another working
+    // directory, under another umask, host name, time zone, locale and wall
+    // clock (the builds' containers get fresh names and host names anyway),
+    // and must reproduce archive, SBOM, record and statement byte for byte.
+    let record = out_dir.path().join(target["record"].as_str().unwrap());
+    let v = varied(&[
+        "verify",
+        "--json",
+        "--recipe",
+        recipe_path.to_str().unwrap(),
+        record.to_str().unwrap(),
+    ]);
+    assert!(
+        v.status.success(),
+        "{recipe}: the varied rebuild differs\n{}",
+        text(&v)
+    );
+    let verdict: serde_json::Value = serde_json::from_slice(&v.stdout).unwrap();
+    assert_eq!(verdict["matched"], true, "{verdict}");
+    let compared: Vec<&str> = verdict["outputs"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|o| o["name"].as_str().unwrap())
+        .collect();
+    for suffix in [
+        ".tar.gz (rebuilt)",
+        ".cdx.json (rebuilt)",
+        ".build.json (rebuilt vs released)",
+        ".intoto.json (rebuilt vs released)",
+    ] {
+        assert!(
+            compared.iter().any(|c| c.ends_with(suffix)),
+            "{recipe}: verify did not compare *{suffix}: {compared:?}"
+        );
     }
 
     // And it runs on this host too, from the moved path.
@@ -294,6 +377,41 @@ async fn wrong_hash_names_the_file_and_both_hashes_and_writes_nothing() {
     assert!(left.is_empty(), "output left behind: {left:?}");
 }
 
+/// Runs hermetic the way reprotest's second build runs: from `/`, with
+/// umask 077, another time zone and locale, and, where we may make a UTS
+/// namespace (root, as in CI), another host name.
+fn varied(args: &[&str]) -> Output {
+    let can_unshare = Command::new("unshare")
+        .args(["--uts", "true"])
+        .status()
+        .is_ok_and(|s| s.success());
+    let script = if can_unshare {
+        "hostname hermetic-reprotest-b && umask 077 && exec \"$0\" \"$@\""
+    } else {
+        eprintln!(
+            "\n!!!!! cannot unshare a UTS namespace here: the host name is NOT varied !!!!!\n"
+        );
+        "umask 077 && exec \"$0\" \"$@\""
+    };
+    let mut cmd = if can_unshare {
+        let mut c = Command::new("unshare");
+        c.args(["--uts", "sh", "-c", script]);
+        c
+    } else {
+        let mut c = Command::new("sh");
+        c.args(["-c", script]);
+        c
+    };
+    cmd.arg(common::hermetic_bin())
+        .args(args)
+        .current_dir("/")
+        .env("TZ", "Asia/Kathmandu")
+        .env("LANG", "fr_FR.UTF-8")
+        .env("LC_ALL", "fr_FR.UTF-8")
+        .output()
+        .expect("run hermetic")
+}
+
 fn hermetic_in(dir: &Path, args: &[&str], env: &[(&str, &str)]) -> Output {
     let mut cmd = Command::new(common::hermetic_bin());
     cmd.args(args).current_dir(dir);
@@ -304,9 +422,9 @@ fn hermetic_in(dir: &Path, args: &[&str], env: &[(&str, &str)]) -> Output {
 }
 
 /// Reproducibility and verify, on a small recipe: two builds varied the way
-/// reprotest varies them (output and working directory, TZ, locale, umask
-/// through the shell, wall clock) give identical archives, records and
-/// SBOMs; an unchanged rebuild is served from the cache; `verify` passes on
+/// reprotest varies them (output and working directory, TZ, locale, umask,
+/// host name, wall clock) give identical archives, records, SBOMs and
+/// provenance statements; an unchanged rebuild is served from the cache; `verify` passes on
 /// the untouched release and names the file after one byte in the archive
 /// changed.
 #[tokio::test(flavor = "multi_thread")]
@@ -337,23 +455,15 @@ async fn reproducible_cached_and_verified() {
         &[("TZ", "UTC"), ("LANG", "C.UTF-8")],
     );
     assert!(a.status.success(), "{}", text(&a));
-    let b = hermetic_in(
-        Path::new("/"),
-        &[
-            "build",
-            "-r",
-            recipe,
-            "--out",
-            out_b.to_str().unwrap(),
-            "--rebuild",
-            "--json",
-        ],
-        &[
-            ("TZ", "Asia/Kathmandu"),
-            ("LANG", "fr_FR.UTF-8"),
-            ("LC_ALL", "fr_FR.UTF-8"),
-        ],
-    );
+    let b = varied(&[
+        "build",
+        "-r",
+        recipe,
+        "--out",
+        out_b.to_str().unwrap(),
+        "--rebuild",
+        "--json",
+    ]);
     assert!(b.status.success(), "{}", text(&b));
     let ja: serde_json::Value = serde_json::from_slice(&a.stdout).unwrap();
     let stem = ja["targets"][0]["archive"]
@@ -361,7 +471,7 @@ async fn reproducible_cached_and_verified() {
         .unwrap()
         .trim_end_matches(".tar.gz")
         .to_string();
-    for suffix in [".tar.gz", ".build.json", ".cdx.json"] {
+    for suffix in [".tar.gz", ".build.json", ".cdx.json", ".intoto.json"] {
         let x = fs_err::read(out_a.join(format!("{stem}{suffix}"))).unwrap();
         let y = fs_err::read(out_b.join(format!("{stem}{suffix}"))).unwrap();
         assert!(x == y, "{stem}{suffix} differs between the two builds");

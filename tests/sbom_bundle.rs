@@ -7,15 +7,16 @@
 //! their hashes — and the golden SBOM — do not depend on the host compiler).
 //!
 //! Schema validation runs `tests/validate_cdx.py` with the Python found in
-//! `HERMETIC_CDX_VALIDATOR` (default `/opt/hermetic-validators/bin/python`, a
-//! venv with `cyclonedx-python-lib[json-validation]`). Without it the tests
+//! `HERMETIC_VALIDATORS_PYTHON` (default `/opt/hermetic-validators/bin/python`,
+//! the venv `scripts/setup` makes, with `cyclonedx-python-lib[json-validation]`). Without it the tests
 //! skip validation loudly, or fail under `CI=true`.
 //!
 //! `HERMETIC_BLESS=1 cargo test --test sbom_bundle` rewrites the golden SBOM.
 
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
-use std::process::Command;
+
+mod common;
 
 use cyclonedx_bom::validation::Validate;
 use hermetic::bundle::meta::{BuilderImage, PythonRuntime};
@@ -258,39 +259,14 @@ fn json_of(bytes: &[u8]) -> Value {
 /// `bytes`; Err(stderr) if invalid. None when the validator is missing
 /// outside CI (after a loud message).
 fn schema_validate(test: &str, bytes: &[u8]) -> Option<Result<(), String>> {
-    let python = std::env::var("HERMETIC_CDX_VALIDATOR")
-        .unwrap_or_else(|_| "/opt/hermetic-validators/bin/python".into());
-    if !Path::new(&python).exists() {
-        let msg = format!(
-            "no CycloneDX validator at {python} (set HERMETIC_CDX_VALIDATOR; install with \
-             `python3 -m venv /opt/hermetic-validators && \
-             /opt/hermetic-validators/bin/pip install 'cyclonedx-python-lib[json-validation]'`)"
-        );
-        if std::env::var("CI").is_ok_and(|v| v == "true") {
-            panic!("{test}: CI=true but {msg}");
-        }
-        eprintln!("\n!!!!! SKIPPING schema validation in {test}: {msg} !!!!!\n");
-        return None;
-    }
     let dir = tempfile::tempdir().expect("tempdir");
     let file = dir.path().join("sbom.cdx.json");
     std::fs::write(&file, bytes).expect("write");
-    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/validate_cdx.py");
-    let out = Command::new(&python)
-        .arg(script)
-        .arg(SPEC_PIN.trim())
-        .arg(&file)
-        .output()
-        .expect("run validator");
-    Some(if out.status.success() {
-        Ok(())
-    } else {
-        Err(format!(
-            "{}{}",
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        ))
-    })
+    match common::validate_cdx(test, &file) {
+        Ok(true) => Some(Ok(())),
+        Ok(false) => None,
+        Err(errors) => Some(Err(errors)),
+    }
 }
 
 fn assert_schema_valid(test: &str, bytes: &[u8]) {

@@ -64,6 +64,8 @@ pub struct TargetReport {
     pub sha256: String,
     pub size: u64,
     pub record: String,
+    /// The in-toto statement with the SLSA provenance predicate.
+    pub provenance: String,
     pub cached: bool,
     pub builder: Option<catalog::ResolvedBuilder>,
     pub vendored_libs: usize,
@@ -351,6 +353,7 @@ async fn build_target(
             sha256: staged.archive_sha256.clone(),
             size: staged.archive_size,
             record: staged.record_name.clone(),
+            provenance: output::provenance_name(target),
             cached: false,
             builder: Some(builder),
             vendored_libs: vendored.len(),

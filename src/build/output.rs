@@ -91,16 +91,7 @@ pub fn native_files(top: &Path, collect: &[CollectPlan]) -> Result<Vec<NativeFil
 
 /// The builder's distro, for purl qualifiers (`debian-11`, …).
 pub fn distro_of(builder: &ResolvedBuilder) -> String {
-    match builder.found.to_string().as_str() {
-        "2.31" => "debian-11",
-        "2.36" => "debian-12",
-        "2.41" => "debian-13",
-        "2.17" => "centos-7",
-        "2.28" => "almalinux-8",
-        "2.34" => "almalinux-9",
-        _ => "linux",
-    }
-    .to_string()
+    crate::catalog::distro_for_glibc(&builder.found.to_string()).to_string()
 }
 
 /// Writes the archive and build record for one target into `staging`.
@@ -170,14 +161,29 @@ pub fn stage(
         outputs,
     };
     let record_name = format!("{stem}.build.json");
-    fs_err::write(staging.join(&record_name), record.to_canonical_json())?;
+    let record_bytes = record.to_canonical_json();
+    fs_err::write(staging.join(&record_name), &record_bytes)?;
     files.push(record_name.clone());
+    let statement =
+        crate::provenance::statement(&record, &record_name, &archive::sha256_bytes(&record_bytes));
+    let provenance_name = provenance_name(target);
+    fs_err::write(
+        staging.join(&provenance_name),
+        statement.to_canonical_json(),
+    )?;
+    files.push(provenance_name);
     Ok(Staged {
         files,
         archive_sha256: summary.sha256,
         archive_size: summary.size,
         record_name,
     })
+}
+
+/// File name of a target's in-toto provenance statement.
+pub fn provenance_name(target: &TargetPlan) -> String {
+    let stem = target.archive_name.trim_end_matches(".tar.gz");
+    format!("{stem}{}", crate::provenance::SUFFIX)
 }
 
 /// The recipe as the record names it: its file name, relative to the
@@ -220,9 +226,11 @@ pub fn cache_key(
     inputs: &[FetchedInput],
     source_tree_sha256: &str,
 ) -> String {
-    use sha2::Digest;
     let value = serde_json::json!({
         "hermetic": env!("CARGO_PKG_VERSION"),
+        // Bumped when a build starts writing different files (2: the
+        // in-toto provenance statement), so older cache entries miss.
+        "outputs": 2,
         "name": plan.name,
         "version": plan.version,
         "recipe": plan.recipe_sha256,
@@ -233,7 +241,7 @@ pub fn cache_key(
         "inputs": inputs,
         "target": target,
     });
-    hex::encode(sha2::Sha256::digest(value.to_string().as_bytes()))
+    archive::sha256_bytes(value.to_string().as_bytes())
 }
 
 #[derive(Serialize, Deserialize)]
@@ -273,6 +281,7 @@ pub fn from_cache(
         sha256: entry.staged.archive_sha256.clone(),
         size: entry.staged.archive_size,
         record: entry.staged.record_name.clone(),
+        provenance: provenance_name(target),
         cached: true,
         builder: None,
         vendored_libs: 0,

@@ -59,25 +59,36 @@ pub fn hermetic_bin() -> PathBuf {
 /// Runs CycloneDX's own JSON-schema validation (cyclonedx-python-lib) on a
 /// file. `Ok(false)` when the validator is not installed outside CI.
 pub fn validate_cdx(test: &str, file: &std::path::Path) -> Result<bool, String> {
-    let python = std::env::var("HERMETIC_CDX_VALIDATOR")
+    let spec = include_str!("../../sbom/spec-version").trim();
+    run_validator(test, "validate_cdx.py", &[spec.as_ref(), file.as_os_str()])
+}
+
+/// Checks an in-toto statement with the in-toto project's own bindings
+/// (in-toto-attestation) and SLSA Provenance v1's required fields.
+/// `Ok(false)` when the validator is not installed outside CI.
+pub fn validate_intoto(test: &str, file: &std::path::Path) -> Result<bool, String> {
+    run_validator(test, "validate_intoto.py", &[file.as_os_str()])
+}
+
+/// Runs `tests/<script>` with the validators' Python (scripts/setup makes
+/// it); under `CI=true` a missing validator is a failure.
+fn run_validator(test: &str, script: &str, args: &[&std::ffi::OsStr]) -> Result<bool, String> {
+    let python = std::env::var("HERMETIC_VALIDATORS_PYTHON")
         .unwrap_or_else(|_| "/opt/hermetic-validators/bin/python".into());
     if !std::path::Path::new(&python).exists() {
         if std::env::var("CI").is_ok_and(|v| v == "true") {
-            panic!(
-                "{test}: CI=true but no CycloneDX validator at {python} (scripts/setup installs it)"
-            );
+            panic!("{test}: CI=true but no validators at {python} (scripts/setup installs them)");
         }
-        eprintln!("\n!!!!! SKIPPING schema validation in {test}: no validator at {python} !!!!!\n");
+        eprintln!("\n!!!!! SKIPPING validation in {test}: no validators at {python} !!!!!\n");
         return Ok(false);
     }
-    let spec = include_str!("../../sbom/spec-version").trim();
     let out = std::process::Command::new(&python)
-        .arg(concat!(
-            env!("CARGO_MANIFEST_DIR"),
-            "/tests/validate_cdx.py"
-        ))
-        .arg(spec)
-        .arg(file)
+        .arg(
+            std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+                .join("tests")
+                .join(script),
+        )
+        .args(args)
         .output()
         .map_err(|e| e.to_string())?;
     if out.status.success() {
