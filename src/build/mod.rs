@@ -305,7 +305,7 @@ async fn build_target(
         sbom.to_json_bytes(),
     )?;
 
-    let staged = output::stage(
+    let mut staged = output::stage(
         ctx,
         target,
         &top,
@@ -315,6 +315,7 @@ async fn build_target(
         &source_tree_sha256,
         staging,
     )?;
+    staged.vendored_libs = vendored.len();
     phase.finish();
     timed("finish", started);
 

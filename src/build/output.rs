@@ -22,6 +22,10 @@ pub struct Staged {
     pub archive_sha256: String,
     pub archive_size: u64,
     pub record_name: String,
+    /// How many libraries the repair step vendored (reported again when
+    /// the outputs come from the cache).
+    #[serde(default)]
+    pub vendored_libs: usize,
 }
 
 /// Removes what the prune rules exclude (and does not keep), then the
@@ -177,6 +181,7 @@ pub fn stage(
         archive_sha256: summary.sha256,
         archive_size: summary.size,
         record_name,
+        vendored_libs: 0,
     })
 }
 
@@ -284,7 +289,7 @@ pub fn from_cache(
         provenance: provenance_name(target),
         cached: true,
         builder: None,
-        vendored_libs: 0,
+        vendored_libs: entry.staged.vendored_libs,
         smoke: None,
         phases_ms: vec![],
     };
