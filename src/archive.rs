@@ -33,6 +33,14 @@
 //! * **Gzip**: flate2 at level 6, header with no file name, mtime 0 and OS byte
 //!   255 ("unknown"). The compressed bytes depend on flate2's backend
 //!   (miniz_oxide), which `Cargo.lock` pins along with hermetic's version.
+//! * **Zstandard** (opt-in, `[archive] compression = "zstd"`): libzstd through
+//!   the `zstd` crate, single-threaded (multi-threaded output depends on the
+//!   worker count), at the recipe's level (default 10), with a content
+//!   checksum and no dictionary. The bytes depend on libzstd's version, which
+//!   `Cargo.lock` pins through `zstd-sys`.
+//!
+//! Readers never trust a file name: [`open_archive`] picks the decoder from
+//! the first bytes (gzip, zstd or plain tar).
 
 use std::ffi::OsStr;
 use std::io::{self, BufWriter, Read, Write};
@@ -145,8 +153,58 @@ pub enum UnsafeReason {
 pub enum Compression {
     /// gzip, level 6, no name, mtime 0.
     Gzip,
+    /// Zstandard at this level (1..=19), single-threaded, with a checksum.
+    Zstd { level: i32 },
     /// A plain tar stream.
     None,
+}
+
+/// The zstd level used when a recipe asks for zstd without a level: about
+/// gzip's speed, about 13% smaller (measured on a 45 MB bundle).
+pub const ZSTD_DEFAULT_LEVEL: i32 = 10;
+/// The zstd levels a recipe may ask for (20..=22 need far more memory).
+pub const ZSTD_LEVELS: std::ops::RangeInclusive<i32> = 1..=19;
+
+impl Compression {
+    /// File name extension of an archive with this compression.
+    pub fn extension(self) -> &'static str {
+        match self {
+            Compression::Gzip => "tar.gz",
+            Compression::Zstd { .. } => "tar.zst",
+            Compression::None => "tar",
+        }
+    }
+}
+
+/// The first four bytes of a Zstandard frame.
+pub const ZSTD_MAGIC: [u8; 4] = [0x28, 0xb5, 0x2f, 0xfd];
+
+/// Extensions of the archives hermetic writes, longest first.
+const ARCHIVE_EXTENSIONS: &[&str] = &[".tar.gz", ".tar.zst", ".tgz", ".tar"];
+
+/// `name` without its archive extension, or `None` when it has none.
+pub fn archive_stem(name: &str) -> Option<&str> {
+    ARCHIVE_EXTENSIONS
+        .iter()
+        .find_map(|ext| name.strip_suffix(ext))
+}
+
+/// Opens an archive for reading, decompressing by what its first bytes are
+/// (gzip, zstd, or else a plain tar), whatever its name says.
+pub fn open_archive(path: &Path) -> Result<Box<dyn Read + Send>, ArchiveError> {
+    let mut file = io::BufReader::with_capacity(BUF_SIZE, fs_err::File::open(path)?);
+    let magic = {
+        use io::BufRead;
+        let head = file.fill_buf()?;
+        head[..head.len().min(4)].to_vec()
+    };
+    Ok(if magic.starts_with(&[0x1f, 0x8b]) {
+        Box::new(flate2::bufread::GzDecoder::new(file))
+    } else if magic == ZSTD_MAGIC {
+        Box::new(zstd::stream::read::Decoder::with_buffer(file)?)
+    } else {
+        Box::new(file)
+    })
 }
 
 /// How to write an archive. Everything else is fixed by the rules above.
@@ -307,6 +365,31 @@ pub fn write_entries<W: Write>(
                 tar_size: size,
                 sha256,
                 size,
+                files,
+            })
+        }
+        Compression::Zstd { level } => {
+            if !ZSTD_LEVELS.contains(&level) {
+                return Err(io::Error::new(
+                    io::ErrorKind::InvalidInput,
+                    format!("zstd level {level} is outside {ZSTD_LEVELS:?}"),
+                )
+                .into());
+            }
+            let mut zst = zstd::stream::write::Encoder::new(out, level)?;
+            zst.include_checksum(true)?;
+            zst.include_contentsize(false)?;
+            zst.include_dictid(false)?;
+            let tar = HashingWriter::new(zst);
+            let (tar, files) = write_tar(entries, tar, opts.source_date_epoch)?;
+            let (zst, tar_sha256, tar_size) = tar.finish();
+            let (mut buf, sha256, size) = zst.finish()?.finish();
+            buf.flush()?;
+            Ok(TreeSummary {
+                sha256,
+                size,
+                tar_sha256,
+                tar_size,
                 files,
             })
         }

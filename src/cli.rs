@@ -127,7 +127,7 @@ pub struct BuildArgs {
 
 #[derive(Debug, Args)]
 pub struct AuditArgs {
-    /// Directory or archive (.tar, .tar.gz) to audit.
+    /// Directory or archive (.tar, .tar.gz, .tar.zst) to audit.
     pub path: PathBuf,
     /// glibc baseline, e.g. 2.28.
     #[arg(long)]
@@ -139,7 +139,7 @@ pub struct AuditArgs {
 
 #[derive(Debug, Args)]
 pub struct SbomArgs {
-    /// Bundle directory (`<name>/`) or archive (`.tar.gz`).
+    /// Bundle directory (`<name>/`) or archive (`.tar.gz`, `.tar.zst`).
     pub path: PathBuf,
     /// Write to this file instead of stdout.
     #[arg(long, short = 'o', value_name = "FILE")]
@@ -165,7 +165,7 @@ pub struct VerifyArgs {
 
 #[derive(Debug, Args)]
 pub struct ImageArgs {
-    /// Bundle directory or the `.tar.gz` written by `hermetic build`.
+    /// Bundle directory or the archive written by `hermetic build`.
     pub bundle: PathBuf,
     /// Runtime base (Debian suite; default: the newest in the catalog).
     #[arg(long, value_name = "SUITE")]

@@ -46,6 +46,8 @@ pub struct TargetPlan {
     pub smoke_suite: String,
     /// Output archive file name.
     pub archive_name: String,
+    /// Compression of the archive (its extension follows it).
+    pub compression: crate::archive::Compression,
     /// Human-readable steps, in order, with their network access.
     pub steps: Vec<StepPlan>,
 }
@@ -257,9 +259,12 @@ pub fn from_recipe(
             }),
             smoke_suite,
             archive_name: format!(
-                "{}-{}-linux-x86_64-glibc{glibc}.tar.gz",
-                recipe.name, recipe.version
+                "{}-{}-linux-x86_64-glibc{glibc}.{}",
+                recipe.name,
+                recipe.version,
+                recipe.compression.extension()
             ),
+            compression: recipe.compression,
             steps,
         });
     }

@@ -44,6 +44,10 @@
 //! [smoke]
 //! command = ["qr", "--help"]   # required; argv, argv[0] a launcher or a bundle-relative path
 //! expect = "usage"             # optional substring of stdout
+//!
+//! [archive]
+//! compression = "zstd"         # "gzip" (default: .tar.gz) or "zstd" (.tar.zst)
+//! level = 19                   # zstd only: 1-19, default 10
 //! ```
 
 use std::collections::BTreeSet;
@@ -136,6 +140,16 @@ pub struct Recipe {
     #[serde(default)]
     pub prune: Prune,
     pub smoke: Smoke,
+    #[serde(default)]
+    pub archive: ArchiveTable,
+}
+
+/// `[archive]`: how the bundle archive is compressed.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ArchiveTable {
+    pub compression: Option<Spanned<String>>,
+    pub level: Option<Spanned<i64>>,
 }
 
 /// `[app]`: what the bundle is called and what it runs on.
@@ -238,6 +252,8 @@ pub struct LoadedRecipe {
     pub build: BuildSettings,
     pub prune: PruneSettings,
     pub smoke: SmokeSettings,
+    /// Compression of the bundle archive.
+    pub compression: crate::archive::Compression,
 }
 
 /// Resolved `[install]`.
@@ -411,6 +427,7 @@ impl Recipe {
             build,
             prune,
             smoke,
+            archive,
         } = self;
 
         // [app]
@@ -638,6 +655,9 @@ impl Recipe {
             || "must be a non-empty argv list, e.g. [\"app\", \"--version\"]".into(),
         )?;
 
+        // [archive]
+        let compression = archive_compression(cx, &archive)?;
+
         Ok(LoadedRecipe {
             path: cx.path.to_owned(),
             dir: cx.dir.to_owned(),
@@ -680,7 +700,50 @@ impl Recipe {
                 command: smoke.command.into_inner(),
                 expect: smoke.expect,
             },
+            compression,
         })
+    }
+}
+
+/// `[archive]` → the archive's compression.
+fn archive_compression(
+    cx: &Cx,
+    table: &ArchiveTable,
+) -> Result<crate::archive::Compression, RecipeError> {
+    use crate::archive::{Compression, ZSTD_DEFAULT_LEVEL, ZSTD_LEVELS};
+    let kind = table.compression.as_ref().map(|c| c.get_ref().as_str());
+    match (kind, &table.level) {
+        (None | Some("gzip"), None) => Ok(Compression::Gzip),
+        (None | Some("gzip"), Some(level)) => Err(cx.invalid(
+            level.span(),
+            "archive.level",
+            "a level applies to zstd only (gzip is always level 6); set `compression = \"zstd\"` or drop `level`",
+        )),
+        (Some("zstd"), level) => {
+            let level = match level {
+                None => ZSTD_DEFAULT_LEVEL,
+                Some(l) => match i32::try_from(*l.get_ref()) {
+                    Ok(n) if ZSTD_LEVELS.contains(&n) => n,
+                    _ => {
+                        return Err(cx.invalid(
+                            l.span(),
+                            "archive.level",
+                            &format!(
+                                "zstd level must be {}-{}",
+                                ZSTD_LEVELS.start(),
+                                ZSTD_LEVELS.end()
+                            ),
+                        ));
+                    }
+                },
+            };
+            Ok(Compression::Zstd { level })
+        }
+        (Some(other), _) => Err(cx.invalid(
+            table.compression.as_ref().map(|c| c.span()).unwrap_or(0..0),
+            "archive.compression",
+            &format!("`{other}` is not \"gzip\" or \"zstd\""),
+        )),
     }
 }
 

@@ -1,6 +1,6 @@
 //! CycloneDX 1.5 SBOM of a built bundle.
 //!
-//! Data flow: a bundle directory (or a `.tar.gz` of one, unpacked to a
+//! Data flow: a bundle directory (or a `.tar.gz`/`.tar.zst` of one, unpacked to a
 //! temporary directory) → `share/hermetic/bundle.json` ([`BundleMeta`]) plus
 //! what the bundle itself contains (each `*.dist-info/METADATA` and `RECORD`
 //! in site-packages, the files in `lib/`, `DT_NEEDED` of every ELF file) → a
@@ -175,17 +175,17 @@ pub fn generate(bundle_dir: &Path) -> Result<Sbom, SbomError> {
     finish(bundle_dir, bom)
 }
 
-/// The SBOM JSON of a bundle directory or of a `.tar.gz` bundle archive
+/// The SBOM JSON of a bundle directory or of a bundle archive
 /// (backs `hermetic sbom <dir|archive>`).
 pub fn generate_for_path(path: &Path) -> Result<Vec<u8>, SbomError> {
     if path.is_dir() {
         return Ok(generate(path)?.to_json_bytes());
     }
     let name = path.file_name().unwrap_or_default().to_string_lossy();
-    if !(name.ends_with(".tar.gz") || name.ends_with(".tgz")) {
+    if crate::archive::archive_stem(&name).is_none() {
         return Err(SbomError::NotABundle {
             path: path.to_owned(),
-            reason: "expected a bundle directory or a .tar.gz archive".into(),
+            reason: "expected a bundle directory or a .tar.gz/.tar.zst archive".into(),
         });
     }
     let temp = tempfile::tempdir()?;
@@ -1163,22 +1163,23 @@ fn purl_of(s: &str) -> Option<Purl> {
 /// Unpacks a bundle archive with the archive module's hostile-tar rules
 /// (no absolute paths, no `..`, no links leaving `dest`, no devices).
 fn unpack_archive(archive: &Path, dest: &Path) -> Result<(), SbomError> {
-    let file = fs_err::File::open(archive)?;
-    crate::archive::unpack_safe(flate2::read::GzDecoder::new(file), dest, 64 << 30).map_err(
-        |e| match e {
-            crate::archive::ArchiveError::UnsafeEntry { entry, reason } => {
-                SbomError::UnsafeArchiveEntry {
-                    path: archive.to_owned(),
-                    entry,
-                    reason: reason.to_string(),
-                }
-            }
-            other => SbomError::Archive {
+    let reader = crate::archive::open_archive(archive).map_err(|e| match e {
+        crate::archive::ArchiveError::Io(io) => SbomError::Io(io),
+        other => SbomError::Io(std::io::Error::other(other.to_string())),
+    })?;
+    crate::archive::unpack_safe(reader, dest, 64 << 30).map_err(|e| match e {
+        crate::archive::ArchiveError::UnsafeEntry { entry, reason } => {
+            SbomError::UnsafeArchiveEntry {
                 path: archive.to_owned(),
-                source: std::io::Error::other(other),
-            },
+                entry,
+                reason: reason.to_string(),
+            }
+        }
+        other => SbomError::Archive {
+            path: archive.to_owned(),
+            source: std::io::Error::other(other),
         },
-    )?;
+    })?;
     Ok(())
 }
 

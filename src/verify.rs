@@ -240,7 +240,7 @@ pub fn compare_outputs(
             });
         }
         if released_hash != rebuilt_hash {
-            if out.name.ends_with(".tar.gz") {
+            if archive::archive_stem(&out.name).is_some() {
                 differences.extend(compare_archives(&out.name, &released, &rebuilt)?);
             } else {
                 differences.extend(compare_files(&out.name, &out.name, &released, &rebuilt)?);
@@ -253,7 +253,7 @@ pub fn compare_outputs(
     let stem = record
         .outputs
         .iter()
-        .find_map(|o| o.name.strip_suffix(".tar.gz"));
+        .find_map(|o| archive::archive_stem(&o.name));
     if let Some(stem) = stem {
         let statement = format!("{stem}{}", crate::provenance::SUFFIX);
         for (released, name, required) in [
@@ -301,8 +301,7 @@ pub fn compare_archives(
     let (a, b) = (work.path().join("expected"), work.path().join("actual"));
     for (archive_path, dest) in [(expected, &a), (actual, &b)] {
         fs_err::create_dir_all(dest)?;
-        let gz = flate2::read::GzDecoder::new(fs_err::File::open(archive_path)?);
-        archive::unpack_safe(gz, dest, 64 << 30)?;
+        archive::unpack_safe(archive::open_archive(archive_path)?, dest, 64 << 30)?;
     }
     let left = listing(&a)?;
     let right = listing(&b)?;

@@ -86,7 +86,8 @@ fn same_tree_twice_gives_identical_bytes() {
     let b = tempfile::tempdir().unwrap();
     make_tree(a.path(), false);
     make_tree(b.path(), true);
-    for compression in [Compression::Gzip, Compression::None] {
+    let zstd = Compression::Zstd { level: 10 };
+    for compression in [Compression::Gzip, zstd, Compression::None] {
         let mut out_a = Vec::new();
         let mut out_b = Vec::new();
         let sa = write_tree(a.path(), "app", &mut out_a, &opts(compression)).unwrap();
@@ -99,6 +100,9 @@ fn same_tree_twice_gives_identical_bytes() {
         if compression == Compression::None {
             assert_eq!(sa.sha256, sa.tar_sha256);
             assert_eq!(sa.size, sa.tar_size);
+        } else if compression == zstd {
+            assert_ne!(sa.sha256, sa.tar_sha256);
+            assert_eq!(out_a[..4], hermetic::archive::ZSTD_MAGIC);
         } else {
             assert_ne!(sa.sha256, sa.tar_sha256);
             // gzip header: no FNAME flag, mtime 0.
@@ -307,4 +311,63 @@ fn tree_hash_tracks_content_exec_and_links_but_not_git_or_mtime() {
     fs::remove_file(src.path().join("bin/data-link")).unwrap();
     symlink("../lib/hardlinked.txt", src.path().join("bin/data-link")).unwrap();
     assert_ne!(tree_hash(src.path()).unwrap(), base);
+}
+
+/// Every compression reads back, through `open_archive` (which goes by the
+/// first bytes, not the name), to the same uncompressed tar stream, whose
+/// hash is the summary's `tar_sha256`; a bad zstd level is refused.
+#[test]
+fn every_compression_reads_back_to_the_same_tar() {
+    use std::io::Read;
+    let src = tempfile::tempdir().unwrap();
+    make_tree(src.path(), false);
+    let out = tempfile::tempdir().unwrap();
+    let mut tars = Vec::new();
+    for (compression, name) in [
+        (Compression::Gzip, "a.tar.gz"),
+        (Compression::Zstd { level: 3 }, "a.tar.zst"),
+        (Compression::Zstd { level: 19 }, "misnamed.tar.gz"),
+        (Compression::None, "a.tar"),
+    ] {
+        let dest = out.path().join(name);
+        let summary = hermetic::archive::write_archive_atomically(
+            src.path(),
+            "app",
+            &dest,
+            &opts(compression),
+        )
+        .unwrap();
+        let mut tar = Vec::new();
+        hermetic::archive::open_archive(&dest)
+            .unwrap()
+            .read_to_end(&mut tar)
+            .unwrap();
+        assert_eq!(
+            hermetic::archive::sha256_bytes(&tar),
+            summary.tar_sha256,
+            "{name}"
+        );
+        tars.push(tar);
+        let unpacked = out.path().join(format!("{name}.d"));
+        hermetic::archive::unpack_safe(
+            hermetic::archive::open_archive(&dest).unwrap(),
+            &unpacked,
+            1 << 30,
+        )
+        .unwrap();
+        assert_eq!(
+            tree_hash(&unpacked.join("app")).unwrap(),
+            tree_hash(src.path()).unwrap(),
+            "{name}"
+        );
+    }
+    assert!(tars.windows(2).all(|w| w[0] == w[1]));
+    let err = write_tree(
+        src.path(),
+        "app",
+        Vec::new(),
+        &opts(Compression::Zstd { level: 23 }),
+    )
+    .unwrap_err();
+    assert!(err.to_string().contains("zstd level 23"), "{err}");
 }

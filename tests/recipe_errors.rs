@@ -68,6 +68,18 @@ fn good_recipe_loads_and_resolves_paths() {
     assert_eq!(r.recipe_hash().len(), 64);
     let json = serde_json::to_value(&r).unwrap();
     assert_eq!(json["install"]["launchers"][0], "qr");
+    assert_eq!(r.compression, hermetic::archive::Compression::Gzip);
+    // [archive] compression = "zstd" with and without a level.
+    for (table, level) in [("", 10), ("level = 19\n", 19)] {
+        let (_d, path) = dir_with(&format!(
+            "{GOOD}\n[archive]\ncompression = \"zstd\"\n{table}"
+        ));
+        let r = Recipe::load(&path).unwrap();
+        assert_eq!(
+            r.compression,
+            hermetic::archive::Compression::Zstd { level }
+        );
+    }
 }
 
 #[test]
@@ -201,6 +213,24 @@ fn semantic_errors_point_at_the_value() {
             "command = []",
             12,
             vec!["`smoke.command`"],
+        ),
+        (
+            "command = [\"qr\", \"--help\"]",
+            "command = [\"qr\", \"--help\"]\n\n[archive]\ncompression = \"xz\"",
+            15,
+            vec!["`archive.compression`", "`xz`"],
+        ),
+        (
+            "command = [\"qr\", \"--help\"]",
+            "command = [\"qr\", \"--help\"]\n\n[archive]\ncompression = \"zstd\"\nlevel = 22",
+            16,
+            vec!["`archive.level`", "1-19"],
+        ),
+        (
+            "command = [\"qr\", \"--help\"]",
+            "command = [\"qr\", \"--help\"]\n\n[archive]\nlevel = 5",
+            15,
+            vec!["`archive.level`", "zstd only"],
         ),
     ] {
         assert!(GOOD.contains(from), "{from}");

@@ -7,7 +7,7 @@ use serde::{Deserialize, Serialize};
 
 use super::fetch::DerivedImage;
 use super::{BuildContext, BuildError, TargetReport};
-use crate::archive::{self, ArchiveOptions, Compression};
+use crate::archive::{self, ArchiveOptions};
 use crate::bundle::{FetchedInput, NativeFile};
 use crate::catalog::ResolvedBuilder;
 use crate::manifest::{
@@ -113,7 +113,7 @@ pub fn stage(
     let plan = ctx.plan;
     let options = ArchiveOptions {
         source_date_epoch: plan.source_date_epoch,
-        compression: Compression::Gzip,
+        compression: target.compression,
     };
     let summary = archive::write_archive_atomically(
         top,
@@ -121,7 +121,7 @@ pub fn stage(
         &staging.join(&target.archive_name),
         &options,
     )?;
-    let stem = target.archive_name.trim_end_matches(".tar.gz");
+    let stem = archive_stem(target);
     let mut outputs = vec![RecordedOutput {
         name: target.archive_name.clone(),
         sha256: summary.sha256.clone(),
@@ -187,8 +187,13 @@ pub fn stage(
 
 /// File name of a target's in-toto provenance statement.
 pub fn provenance_name(target: &TargetPlan) -> String {
-    let stem = target.archive_name.trim_end_matches(".tar.gz");
-    format!("{stem}{}", crate::provenance::SUFFIX)
+    format!("{}{}", archive_stem(target), crate::provenance::SUFFIX)
+}
+
+/// A target's archive name without its extension: the stem of every
+/// output's name.
+fn archive_stem(target: &TargetPlan) -> &str {
+    archive::archive_stem(&target.archive_name).unwrap_or(&target.archive_name)
 }
 
 /// The recipe as the record names it: its file name, relative to the

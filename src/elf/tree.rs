@@ -106,7 +106,7 @@ fn examine(rel: &str, bytes: &[u8]) -> Result<Option<ElfFacts>, ElfError> {
 }
 
 impl Tree {
-    /// Reads a directory, a `.tar`, a `.tar.gz`/`.tgz`, or a single file
+    /// Reads a directory, a `.tar`, `.tar.gz`/`.tgz` or `.tar.zst`, or a single file
     /// (a tree of one entry).
     pub fn scan(path: &Path) -> Result<Tree, ElfError> {
         let io = |source| ElfError::Io {
@@ -117,11 +117,12 @@ impl Tree {
         let name = path.to_string_lossy();
         if meta.is_dir() {
             Self::scan_dir(path)
-        } else if name.ends_with(".tar") {
-            Self::scan_tar(path, std::fs::File::open(path).map_err(io)?)
-        } else if name.ends_with(".tar.gz") || name.ends_with(".tgz") {
-            let file = std::fs::File::open(path).map_err(io)?;
-            Self::scan_tar(path, flate2::read::GzDecoder::new(file))
+        } else if crate::archive::archive_stem(&name).is_some() {
+            let reader = crate::archive::open_archive(path).map_err(|e| match e {
+                crate::archive::ArchiveError::Io(e) => io(e),
+                other => io(std::io::Error::other(other.to_string())),
+            })?;
+            Self::scan_tar(path, reader)
         } else {
             let bytes = std::fs::read(path).map_err(io)?;
             let rel = path

@@ -400,8 +400,38 @@ impl Container {
         self.upload_tar_file(tmp.path(), dest).await
     }
 
-    /// Uploads a tar file and unpacks it at `dest` (which must exist).
+    /// Uploads a tar file (plain, gzip or zstd) and unpacks it at `dest`
+    /// (which must exist). The engine unpacks plain and gzip tars itself; a
+    /// zstd archive, which the Docker API does not take, is decompressed
+    /// into a temporary tar first.
     pub async fn upload_tar_file(&self, tar_path: &Path, dest: &str) -> Result<(), EngineError> {
+        let mut magic = [0u8; 4];
+        let is_zstd = {
+            use std::io::Read;
+            let mut f = std::fs::File::open(tar_path)
+                .map_err(|e| io_err(&format!("open {}", tar_path.display()), e))?;
+            f.read(&mut magic)
+                .map_err(|e| io_err(&format!("read {}", tar_path.display()), e))?
+                == 4
+                && magic == crate::archive::ZSTD_MAGIC
+        };
+        let decompressed = if is_zstd {
+            let src = tar_path.to_path_buf();
+            let tmp = tokio::task::spawn_blocking(move || -> std::io::Result<_> {
+                let mut reader =
+                    crate::archive::open_archive(&src).map_err(std::io::Error::other)?;
+                let mut tmp = tempfile::NamedTempFile::new()?;
+                std::io::copy(&mut reader, tmp.as_file_mut())?;
+                Ok(tmp)
+            })
+            .await
+            .map_err(|e| io_err("decompress task", std::io::Error::other(e)))?
+            .map_err(|e| io_err(&format!("decompress {}", tar_path.display()), e))?;
+            Some(tmp)
+        } else {
+            None
+        };
+        let tar_path = decompressed.as_ref().map_or(tar_path, |t| t.path());
         let file = tokio::fs::File::open(tar_path)
             .await
             .map_err(|e| io_err(&format!("open {}", tar_path.display()), e))?;

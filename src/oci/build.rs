@@ -42,7 +42,7 @@ const MAX_BUNDLE_BYTES: u64 = 8 << 30;
 #[derive(Debug, Clone)]
 pub struct ImageSettings {
     /// The bundle: its directory (with `share/hermetic/bundle.json`) or the
-    /// `.tar.gz` `hermetic build` wrote.
+    /// archive (`.tar.gz`, `.tar.zst`) `hermetic build` wrote.
     pub bundle: PathBuf,
     /// Runtime base suite (`bullseye`, `bookworm`, `trixie`); `None` = the
     /// newest in the catalog.
@@ -212,18 +212,9 @@ fn open_bundle(path: &Path) -> Result<OpenBundle, OciError> {
         (path.to_path_buf(), None)
     } else if path.is_file() {
         let tmp = tempfile::tempdir().map_err(OciError::io(std::env::temp_dir()))?;
-        let file = fs_err::File::open(path).map_err(OciError::io(path))?;
-        let reader = std::io::BufReader::new(file);
-        let unpacked = if path.extension().is_some_and(|e| e == "tar") {
-            archive::unpack_safe(reader, tmp.path(), MAX_BUNDLE_BYTES)
-        } else {
-            archive::unpack_safe(
-                flate2::read::GzDecoder::new(reader),
-                tmp.path(),
-                MAX_BUNDLE_BYTES,
-            )
-        };
-        unpacked.map_err(|e| not(format!("cannot unpack: {e}")))?;
+        archive::open_archive(path)
+            .and_then(|reader| archive::unpack_safe(reader, tmp.path(), MAX_BUNDLE_BYTES))
+            .map_err(|e| not(format!("cannot unpack: {e}")))?;
         let mut tops = fs_err::read_dir(tmp.path())
             .map_err(OciError::io(tmp.path()))?
             .flatten()

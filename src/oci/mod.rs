@@ -162,7 +162,7 @@ impl OciError {
     pub fn help(&self) -> Option<String> {
         match self {
             OciError::NotABundle { .. } => Some(
-                "pass the bundle directory (with share/hermetic/bundle.json) or its .tar.gz as `hermetic build` wrote it"
+                "pass the bundle directory (with share/hermetic/bundle.json) or its archive as `hermetic build` wrote it"
                     .into(),
             ),
             OciError::BaseTooOld { .. } | OciError::UnknownBase { .. } => Some(
