@@ -46,6 +46,7 @@ BYTES=$(du -sb --exclude=.complete "$TREE" | cut -f1)
 FILES=$(find "$TREE" -type f ! -name .complete | wc -l)
 
 command -v /usr/bin/time >/dev/null || { echo "install the Debian package 'time' (/usr/bin/time)" >&2; exit 2; }
+command -v zstd >/dev/null || { echo "install the Debian package 'zstd' (the reference for the .tar.zst row)" >&2; exit 2; }
 cargo build --release --example archive >&2
 BIN="$CARGO_TARGET_DIR/release/examples/archive"
 mkdir -p "$OUT"
@@ -71,8 +72,10 @@ run_shell() { # $1 = shell pipeline; prints seconds
 
 set -- $(run_hermetic "$OUT/h.tar"); H_TAR=$1; H_TAR_RSS=$2
 set -- $(run_hermetic "$OUT/h.tar.gz"); H_GZ=$1; H_GZ_RSS=$2
+set -- $(run_hermetic "$OUT/h.tar.zst"); H_ZST=$1; H_ZST_RSS=$2
 T_TAR=$(run_shell "tar -cf - -C '$TREE' . | sha256sum")
 T_GZ=$(run_shell "tar -czf - -C '$TREE' . | sha256sum")
+T_ZST=$(run_shell "tar -cf - -C '$TREE' . | zstd -q -10 -T1 | sha256sum")
 
 printf '\ntree: %s files, %s MiB (%s)\n\n' "$FILES" "$((BYTES >> 20))" "$TREE"
 printf '%-34s %9s %9s %12s\n' "" seconds "MiB/s" "peak RSS"
@@ -80,4 +83,6 @@ printf '%-34s %9s %9s %9s MiB\n' "hermetic tar + sha256" "$H_TAR" "$(mibs "$H_TA
 printf '%-34s %9s %9s %12s\n' "tar -c | sha256sum" "$T_TAR" "$(mibs "$T_TAR")" "-"
 printf '%-34s %9s %9s %9s MiB\n' "hermetic tar.gz + 2x sha256" "$H_GZ" "$(mibs "$H_GZ")" "$((H_GZ_RSS / 1024))"
 printf '%-34s %9s %9s %12s\n' "tar -cz | sha256sum" "$T_GZ" "$(mibs "$T_GZ")" "-"
-rm -f "$OUT/h.tar" "$OUT/h.tar.gz"
+printf '%-34s %9s %9s %9s MiB\n' "hermetic tar.zst (-10) + 2x sha256" "$H_ZST" "$(mibs "$H_ZST")" "$((H_ZST_RSS / 1024))"
+printf '%-34s %9s %9s %12s\n' "tar -c | zstd -10 -T1 | sha256sum" "$T_ZST" "$(mibs "$T_ZST")" "-"
+rm -f "$OUT/h.tar" "$OUT/h.tar.gz" "$OUT/h.tar.zst"

@@ -1,9 +1,10 @@
 //! Archive a directory with hermetic's deterministic writer and print what
 //! the build record would hold.
 //!
-//! `cargo run --release --example archive -- <dir> <out.tar[.gz]>`
+//! `cargo run --release --example archive -- <dir> <out.tar[.gz|.zst]>`
 //!
-//! The output is gzip unless its name ends in `.tar`. The epoch comes from
+//! The output is plain for `.tar`, zstd (level 10, hermetic's default) for
+//! `.tar.zst`, else gzip. The epoch comes from
 //! `SOURCE_DATE_EPOCH` (else 0, so the example never depends on git); the
 //! archive prefix is the directory's name.
 
@@ -15,13 +16,18 @@ use hermetic::archive::{ArchiveOptions, Compression, write_archive_atomically};
 fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
     let [dir, out] = args.as_slice() else {
-        eprintln!("usage: archive <dir> <out.tar.gz | out.tar>");
+        eprintln!("usage: archive <dir> <out.tar.gz | out.tar.zst | out.tar>");
         return ExitCode::from(2);
     };
     let dir = PathBuf::from(dir);
     let out = PathBuf::from(out);
-    let compression = if out.extension().is_some_and(|e| e == "tar") {
+    let name = out.to_string_lossy();
+    let compression = if name.ends_with(".tar") {
         Compression::None
+    } else if name.ends_with(".tar.zst") {
+        Compression::Zstd {
+            level: hermetic::archive::ZSTD_DEFAULT_LEVEL,
+        }
     } else {
         Compression::Gzip
     };
