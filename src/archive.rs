@@ -355,19 +355,58 @@ pub fn write_entries<W: Write>(
         }
     }
 
-    let out = HashingWriter::new(BufWriter::with_capacity(BUF_SIZE, out));
-    match opts.compression {
+    compressed(out, opts.compression, |tar| {
+        Ok(write_tar(entries, tar, opts.source_date_epoch)?.1)
+    })
+}
+
+/// Compresses an existing tar stream (e.g. a rootfs tarball that is not
+/// ours to re-tar) with the same encoder settings as [`write_entries`].
+/// `files` in the summary is 0: the stream is not parsed.
+pub fn compress_tar<R: Read, W: Write>(
+    mut input: R,
+    out: W,
+    compression: Compression,
+) -> Result<TreeSummary, ArchiveError> {
+    compressed(out, compression, |tar| {
+        copy_buffered(&mut input, tar)?;
+        Ok(0)
+    })
+}
+
+/// [`compress_tar`] of the file `src` into `dest`, atomically.
+pub fn compress_tar_file_atomically(
+    src: &Path,
+    dest: &Path,
+    compression: Compression,
+) -> Result<TreeSummary, ArchiveError> {
+    let input = fs_err::File::open(src)?;
+    write_atomically(dest, |file| compress_tar(input, file, compression))
+}
+
+/// Runs `body` with a writer for the uncompressed tar stream, which goes
+/// through `compression` into `out`, hashing both sides on the way. `body`
+/// returns the number of files it wrote.
+fn compressed<W: Write>(
+    out: W,
+    compression: Compression,
+    body: impl FnOnce(&mut dyn Write) -> Result<u64, ArchiveError>,
+) -> Result<TreeSummary, ArchiveError> {
+    let mut out = HashingWriter::new(BufWriter::with_capacity(BUF_SIZE, out));
+    // (writer of the compressed side, tar sha256, tar size, files)
+    let (out, tar_sha256, tar_size, files) = match compression {
         Compression::None => {
-            let (tar, files) = write_tar(entries, out, opts.source_date_epoch)?;
-            let (mut buf, sha256, size) = tar.finish();
+            // One stream: hash it once.
+            let files = body(&mut out)?;
+            let (mut buf, sha256, size) = out.finish();
             buf.flush()?;
-            Ok(TreeSummary {
+            return Ok(TreeSummary {
                 tar_sha256: sha256.clone(),
                 tar_size: size,
                 sha256,
                 size,
                 files,
-            })
+            });
         }
         Compression::Zstd { level } => {
             if !ZSTD_LEVELS.contains(&level) {
@@ -381,38 +420,31 @@ pub fn write_entries<W: Write>(
             zst.include_checksum(true)?;
             zst.include_contentsize(false)?;
             zst.include_dictid(false)?;
-            let tar = HashingWriter::new(zst);
-            let (tar, files) = write_tar(entries, tar, opts.source_date_epoch)?;
+            let mut tar = HashingWriter::new(zst);
+            let files = body(&mut tar)?;
             let (zst, tar_sha256, tar_size) = tar.finish();
-            let (mut buf, sha256, size) = zst.finish()?.finish();
-            buf.flush()?;
-            Ok(TreeSummary {
-                sha256,
-                size,
-                tar_sha256,
-                tar_size,
-                files,
-            })
+            (zst.finish()?, tar_sha256, tar_size, files)
         }
         Compression::Gzip => {
             let gz = flate2::GzBuilder::new()
                 .mtime(0)
                 .operating_system(255)
                 .write(out, flate2::Compression::new(GZIP_LEVEL));
-            let tar = HashingWriter::new(gz);
-            let (tar, files) = write_tar(entries, tar, opts.source_date_epoch)?;
+            let mut tar = HashingWriter::new(gz);
+            let files = body(&mut tar)?;
             let (gz, tar_sha256, tar_size) = tar.finish();
-            let (mut buf, sha256, size) = gz.finish()?.finish();
-            buf.flush()?;
-            Ok(TreeSummary {
-                sha256,
-                size,
-                tar_sha256,
-                tar_size,
-                files,
-            })
+            (gz.finish()?, tar_sha256, tar_size, files)
         }
-    }
+    };
+    let (mut buf, sha256, size) = out.finish();
+    buf.flush()?;
+    Ok(TreeSummary {
+        sha256,
+        size,
+        tar_sha256,
+        tar_size,
+        files,
+    })
 }
 
 /// Stream the entries as a tar into `out`; returns `out` and the file count.
@@ -941,7 +973,7 @@ fn resolves_inside(dest: &Path, rel: &Path) -> bool {
     true
 }
 
-fn copy_buffered(from: &mut impl Read, to: &mut impl Write) -> io::Result<u64> {
+fn copy_buffered(from: &mut impl Read, to: &mut (impl Write + ?Sized)) -> io::Result<u64> {
     let mut buf = vec![0u8; BUF_SIZE];
     let mut total = 0;
     loop {

@@ -371,3 +371,41 @@ fn every_compression_reads_back_to_the_same_tar() {
     .unwrap_err();
     assert!(err.to_string().contains("zstd level 23"), "{err}");
 }
+
+/// An existing tar (a rootfs we must not re-tar) compresses
+/// deterministically, and the summary's `tar_sha256` is the input's hash.
+#[test]
+fn compress_tar_keeps_the_stream_and_its_hash() {
+    use std::io::Read;
+    let src = tempfile::tempdir().unwrap();
+    make_tree(src.path(), false);
+    let out = tempfile::tempdir().unwrap();
+    let plain = out.path().join("rootfs.tar");
+    let p = hermetic::archive::write_archive_atomically(
+        src.path(),
+        "",
+        &plain,
+        &opts(Compression::None),
+    )
+    .unwrap();
+    let input = fs_err::read(&plain).unwrap();
+    for compression in [Compression::Gzip, Compression::Zstd { level: 10 }] {
+        let dest = out.path().join("layer");
+        let a =
+            hermetic::archive::compress_tar_file_atomically(&plain, &dest, compression).unwrap();
+        let first = fs_err::read(&dest).unwrap();
+        let b =
+            hermetic::archive::compress_tar_file_atomically(&plain, &dest, compression).unwrap();
+        assert_eq!(a, b, "{compression:?}");
+        assert_eq!(first, fs_err::read(&dest).unwrap(), "{compression:?}");
+        assert_eq!(a.tar_sha256, p.sha256);
+        assert_eq!(a.tar_size, input.len() as u64);
+        assert_eq!(a.sha256, hermetic::archive::sha256_bytes(&first));
+        let mut back = Vec::new();
+        hermetic::archive::open_archive(&dest)
+            .unwrap()
+            .read_to_end(&mut back)
+            .unwrap();
+        assert!(back == input, "{compression:?} does not read back");
+    }
+}

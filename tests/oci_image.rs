@@ -44,7 +44,17 @@ async fn layout_is_reproducible_and_read_by_skopeo_and_umoci() {
             LayerRole::App
         ]
     );
-    assert_eq!(a.layers[0].digest, format!("sha256:{}", a.base_sha256));
+    // The base layer is the pinned rootfs, compressed: its diff_id is the pin.
+    assert_eq!(a.layers[0].diff_id, format!("sha256:{}", a.base_sha256));
+    assert_eq!(
+        a.layers[0].media_type,
+        "application/vnd.oci.image.layer.v1.tar+gzip"
+    );
+    assert!(
+        a.layers[0].size < 80 << 20,
+        "base layer {} bytes",
+        a.layers[0].size
+    );
     assert!(a.sbom_manifest.is_some());
     // Rebuilding over an existing layout replaces it atomically.
     let again = oci::image(&settings(&bundle, &tmp.path().join("a")), None)

@@ -1,13 +1,12 @@
 //! `hermetic image`: a bundle -> a reproducible OCI image, without an engine.
 //!
 //! Layers, bottom to top: the base rootfs — the catalog's mmdebstrap minbase
-//! tarball used as is, as an uncompressed layer, so that its digest, its
+//! tarball, its bytes gzip-compressed as they are, so that the layer's
 //! diff_id and the catalog's pin are the same SHA-256 (recorded as
-//! `org.opencontainers.image.base.digest`) and no tar logic outside
-//! `archive` touches it (re-tarring it through `archive` is not an option:
-//! a rootfs has device nodes and setuid files a bundle may not have) — then
-//! the gzip runtime, deps and app layers of [`super::layers`], written by
-//! `archive`. The bundle sits at `/opt/<name>/`.
+//! `org.opencontainers.image.base.digest`) and it is never re-tarred
+//! (re-tarring it through `archive` is not an option: a rootfs has device
+//! nodes and setuid files a bundle may not have) — then the gzip runtime,
+//! deps and app layers of [`super::layers`], written by `archive`. The bundle sits at `/opt/<name>/`.
 //!
 //! The config and manifest depend only on the bundle's bytes, `bundle.json`
 //! and the settings: `created` is the bundle's SOURCE_DATE_EPOCH, JSON is
@@ -283,24 +282,41 @@ pub fn rfc3339(epoch: u64) -> String {
     )
 }
 
-/// The base layer: the rootfs tarball itself, byte for byte, as an
-/// uncompressed layer. Its digest, its diff_id and the catalog's pin are one
-/// and the same SHA-256.
+/// The base layer: the rootfs tarball's bytes, gzip-compressed as they are
+/// (not re-tarred). Its diff_id is the tarball's SHA-256, the catalog's pin;
+/// a tarball that no longer hashes to it is refused.
 fn base_layer(
     rootfs: &catalog::RootfsTarball,
     writer: &LayoutWriter,
 ) -> Result<LayerReport, OciError> {
-    let digest = format!("sha256:{}", rootfs.sha256);
-    let dest = layout::blob_path(writer.dir(), &digest);
-    if fs_err::hard_link(&rootfs.path, &dest).is_err() {
-        fs_err::copy(&rootfs.path, &dest).map_err(OciError::io(&dest))?;
+    let tmp = tempfile::NamedTempFile::new_in(writer.dir()).map_err(OciError::io(writer.dir()))?;
+    let input = fs_err::File::open(&rootfs.path).map_err(OciError::io(&rootfs.path))?;
+    let out = std::io::BufWriter::new(tmp.as_file());
+    let s = archive::compress_tar(input, out, Compression::Gzip).map_err(|source| {
+        OciError::Archive {
+            layer: LayerRole::Base.as_str().into(),
+            source,
+        }
+    })?;
+    if s.tar_sha256 != rootfs.sha256 {
+        return Err(OciError::BaseCorrupt {
+            path: rootfs.path.clone(),
+            expected: rootfs.sha256.clone(),
+            got: s.tar_sha256,
+        });
     }
+    let digest = format!("sha256:{}", s.sha256);
+    let kept = tmp
+        .into_temp_path()
+        .keep()
+        .map_err(|e| OciError::io(writer.dir())(e.error))?;
+    writer.adopt(&kept, &digest)?;
     Ok(LayerReport {
         role: LayerRole::Base,
-        media_type: MediaType::ImageLayer.to_string(),
-        digest: digest.clone(),
-        size: rootfs.size,
-        diff_id: digest,
+        media_type: MediaType::ImageLayerGzip.to_string(),
+        digest,
+        size: s.size,
+        diff_id: format!("sha256:{}", s.tar_sha256),
         files: 0,
     })
 }

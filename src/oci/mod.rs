@@ -65,6 +65,13 @@ pub enum OciError {
     #[error("unknown base {suite}; known bases: {}", known.join(", "))]
     UnknownBase { suite: String, known: Vec<String> },
 
+    #[error("base rootfs tarball {} has sha256 {got}, the catalog lock pins {expected}", path.display())]
+    BaseCorrupt {
+        path: PathBuf,
+        expected: String,
+        got: String,
+    },
+
     #[error("base rootfs for {suite}: {source}")]
     Base {
         suite: String,
@@ -165,6 +172,10 @@ impl OciError {
                 "pass the bundle directory (with share/hermetic/bundle.json) or its archive as `hermetic build` wrote it"
                     .into(),
             ),
+            OciError::BaseCorrupt { path, .. } => Some(format!(
+                "remove {} and rerun `hermetic images build --base <suite>` to make it again",
+                path.display()
+            )),
             OciError::BaseTooOld { .. } | OciError::UnknownBase { .. } => Some(
                 "choose a base with --base whose glibc is at least the bundle's baseline (see `hermetic images list`)"
                     .into(),
