@@ -224,10 +224,7 @@ pub fn statement(record: &BuildRecord, record_name: &str, record_sha256: &str) -
 impl Statement {
     /// Canonical JSON bytes: sorted keys, two-space indent, final newline.
     pub fn to_canonical_json(&self) -> Vec<u8> {
-        let value = serde_json::to_value(self).unwrap_or(serde_json::Value::Null);
-        let mut out = serde_json::to_vec_pretty(&value).unwrap_or_default();
-        out.push(b'\n');
-        out
+        crate::manifest::canonical_pretty_json(self)
     }
 
     /// Every file the statement names with a SHA-256 (subjects and
