@@ -7,8 +7,10 @@ use serde::{Deserialize, Serialize};
 
 use crate::bundle::{FetchedInput, OsPackage};
 
-/// Format version of the record.
-pub const RECORD_FORMAT: u32 = 1;
+/// Format version of the record. 2: the derived builder's image ID is no
+/// longer recorded (it is remade from the recorded packages, and its ID
+/// depends on when).
+pub const RECORD_FORMAT: u32 = 2;
 
 /// Everything needed to rebuild a bundle and check the result.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -36,7 +38,10 @@ pub struct RecordedRecipe {
     pub sha256: String,
 }
 
-/// The builder image.
+/// The builder image. The image derived from it with the recipe's system
+/// packages is not recorded by ID: it is a cache, remade from the builder
+/// and [`BuildRecord::system_packages`] at their recorded versions, and its
+/// ID changes each time it is made.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RecordedBuilder {
@@ -44,8 +49,6 @@ pub struct RecordedBuilder {
     pub image_id: String,
     /// The glibc found inside it.
     pub glibc: String,
-    /// The derived image with system packages, when there were any.
-    pub derived_image_id: Option<String>,
 }
 
 /// One output file.
@@ -79,7 +82,7 @@ pub fn canonical_pretty_json(doc: &impl Serialize) -> Vec<u8> {
 pub(crate) fn sample_record() -> BuildRecord {
     use crate::bundle::{FetchedInput, InputKind, OsPackage};
     BuildRecord {
-        format: 1,
+        format: RECORD_FORMAT,
         hermetic_version: "0.1.0".into(),
         name: "demo".into(),
         version: "1.0".into(),
@@ -93,7 +96,6 @@ pub(crate) fn sample_record() -> BuildRecord {
             reference: "hermetic/builder:glibc2.31-x".into(),
             image_id: format!("sha256:{}", "cc".repeat(32)),
             glibc: "2.31".into(),
-            derived_image_id: Some(format!("sha256:{}", "dd".repeat(32))),
         },
         system_packages: vec![OsPackage {
             name: "libyaml-dev".into(),

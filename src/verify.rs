@@ -86,13 +86,26 @@ impl VerifyError {
     }
 }
 
-/// Reads and parses a build record.
+/// Reads and parses a build record (of this hermetic's record format).
 pub fn load_record(path: &Path) -> Result<BuildRecord, VerifyError> {
     let text = fs_err::read_to_string(path)?;
-    serde_json::from_str(&text).map_err(|e| VerifyError::BadRecord {
+    let bad = |reason: String| VerifyError::BadRecord {
         path: path.to_path_buf(),
-        reason: e.to_string(),
-    })
+        reason,
+    };
+    let value: serde_json::Value = serde_json::from_str(&text).map_err(|e| bad(e.to_string()))?;
+    match value.get("format").and_then(serde_json::Value::as_u64) {
+        Some(f) if f == u64::from(crate::manifest::RECORD_FORMAT) => {}
+        Some(f) => {
+            return Err(bad(format!(
+                "record format {f}; this hermetic reads format {} (use the hermetic version \
+                 the record names)",
+                crate::manifest::RECORD_FORMAT
+            )));
+        }
+        None => return Err(bad("no record format number".into())),
+    }
+    serde_json::from_value(value).map_err(|e| bad(e.to_string()))
 }
 
 /// Reads and parses an in-toto provenance statement.
@@ -484,6 +497,51 @@ mod tests {
     fn text_diffs_show_both_sides() {
         let d = text_diff("a\nb\nc\n", "a\nB\nc\n");
         assert_eq!(d, vec!["line 2: - b", "line 2: + B"]);
+    }
+
+    #[test]
+    fn elf_files_are_compared_by_section() {
+        let original: &[u8] = include_bytes!("../tests/fixtures/sbom/elf/libfoo-5e6f7a8b.so.1");
+        let elf = goblin::elf::Elf::parse(original).unwrap();
+        let text = elf
+            .section_headers
+            .iter()
+            .find(|sh| elf.shdr_strtab.get_at(sh.sh_name) == Some(".text"))
+            .unwrap();
+        let mut changed = original.to_vec();
+        changed[text.sh_offset as usize] ^= 0xff;
+        let dir = tempfile::tempdir().unwrap();
+        let (a, b) = (dir.path().join("a.so"), dir.path().join("b.so"));
+        fs_err::write(&a, original).unwrap();
+        fs_err::write(&b, &changed).unwrap();
+        let diffs = compare_files("x.tar.gz", "lib/libfoo.so.1", &a, &b).unwrap();
+        assert_eq!(diffs.len(), 1);
+        assert_eq!(diffs[0].detail, vec!["ELF sections differ: .text"]);
+        let (ea, eb) = (diffs[0].expected.as_ref(), diffs[0].actual.as_ref());
+        assert_eq!(ea.map(|f| f.size), eb.map(|f| f.size));
+        assert_ne!(ea.map(|f| &f.sha256), eb.map(|f| &f.sha256));
+    }
+
+    #[test]
+    fn records_of_another_format_are_refused_by_name() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("old.build.json");
+        let mut doc = serde_json::to_value(crate::manifest::sample_record()).unwrap();
+        fs_err::write(&path, serde_json::to_vec(&doc).unwrap()).unwrap();
+        assert_eq!(
+            load_record(&path).unwrap(),
+            crate::manifest::sample_record()
+        );
+        doc["format"] = 1.into();
+        fs_err::write(&path, serde_json::to_vec(&doc).unwrap()).unwrap();
+        let err = load_record(&path).unwrap_err().to_string();
+        assert!(
+            err.contains("old.build.json") && err.contains("record format 1"),
+            "{err}"
+        );
+        fs_err::write(&path, b"{\"name\": \"x\"}").unwrap();
+        let err = load_record(&path).unwrap_err().to_string();
+        assert!(err.contains("no record format"), "{err}");
     }
 
     #[test]

@@ -157,7 +157,6 @@ pub fn stage(
             reference: builder.reference.clone(),
             image_id: builder.image_id.clone(),
             glibc: builder.found.to_string(),
-            derived_image_id: derived.tag.as_ref().map(|_| derived.image_id.clone()),
         },
         system_packages: derived.packages.clone(),
         inputs: inputs.to_vec(),
