@@ -402,28 +402,50 @@ async fn wrong_hash_names_the_file_and_both_hashes_and_writes_nothing() {
 }
 
 /// Runs hermetic the way reprotest's second build runs: from `/`, with
-/// umask 077, another time zone and locale, and, where we may make a UTS
-/// namespace (root, as in CI), another host name.
+/// umask 077, another time zone and locale, the host's wall clock three
+/// years ahead (libfaketime; what runs in containers keeps the real clock,
+/// and the build gives every container a fresh name and host name anyway)
+/// and, where we may make a UTS namespace (root, as in CI), another host
+/// name. Under `CI=true` every one of these must be possible.
 fn varied(args: &[&str]) -> Output {
-    let can_unshare = Command::new("unshare")
-        .args(["--uts", "true"])
-        .status()
-        .is_ok_and(|s| s.success());
-    let script = if can_unshare {
-        "hostname hermetic-reprotest-b && umask 077 && exec \"$0\" \"$@\""
-    } else {
-        eprintln!(
-            "\n!!!!! cannot unshare a UTS namespace here: the host name is NOT varied !!!!!\n"
-        );
-        "umask 077 && exec \"$0\" \"$@\""
+    let ci = std::env::var("CI").is_ok_and(|v| v == "true");
+    let can = |program: &str, probe: &[&str]| {
+        Command::new(program)
+            .args(probe)
+            .output()
+            .is_ok_and(|o| o.status.success())
     };
+    let loud = |what: &str| {
+        assert!(
+            !ci,
+            "CI=true but {what} (scripts/setup installs what it needs)"
+        );
+        eprintln!("\n!!!!! {what}: not varied in this run !!!!!\n");
+    };
+    let can_unshare = can("unshare", &["--uts", "true"]);
+    if !can_unshare {
+        loud("cannot unshare a UTS namespace here, so the host name");
+    }
+    let can_fake_time = can("faketime", &["-f", "+3y", "true"]);
+    if !can_fake_time {
+        loud("no faketime here, so the wall clock");
+    }
+    let mut script = String::from("umask 077 && ");
+    if can_unshare {
+        script.push_str("hostname hermetic-reprotest-b && ");
+    }
+    script.push_str(if can_fake_time {
+        "exec faketime -f +3y \"$0\" \"$@\""
+    } else {
+        "exec \"$0\" \"$@\""
+    });
     let mut cmd = if can_unshare {
         let mut c = Command::new("unshare");
-        c.args(["--uts", "sh", "-c", script]);
+        c.args(["--uts", "sh", "-c", &script]);
         c
     } else {
         let mut c = Command::new("sh");
-        c.args(["-c", script]);
+        c.args(["-c", &script]);
         c
     };
     cmd.arg(common::hermetic_bin())
@@ -432,6 +454,8 @@ fn varied(args: &[&str]) -> Output {
         .env("TZ", "Asia/Kathmandu")
         .env("LANG", "fr_FR.UTF-8")
         .env("LC_ALL", "fr_FR.UTF-8")
+        // Timeouts and progress use the monotonic clock: leave it real.
+        .env("FAKETIME_DONT_FAKE_MONOTONIC", "1")
         .output()
         .expect("run hermetic")
 }
