@@ -500,10 +500,28 @@ pub async fn exec(global: &GlobalSettings, settings: ExecSettings) -> Result<Out
     })
 }
 
-/// `hermetic gc`.
-pub async fn gc(global: &GlobalSettings, all: bool, json: bool) -> Result<Outcome> {
+/// `hermetic gc`: leftover containers; with `images`, also the derived
+/// builder images (the builder plus a recipe's system packages), which are
+/// caches: a build or `verify` makes them again from the recorded packages.
+pub async fn gc(global: &GlobalSettings, all: bool, images: bool, json: bool) -> Result<Outcome> {
     let engine = connect(global).await?;
-    let report = engine.gc(all).await?;
+    let mut report = engine.gc(all).await?;
+    if images {
+        let (key, value) = crate::build::fetch::DERIVED_IMAGE_LABEL;
+        for image in engine.images_labelled(&format!("{key}={value}")).await? {
+            let names = match image.repo_tags.as_slice() {
+                [] => vec![image.id.clone()],
+                tags => tags.to_vec(),
+            };
+            for name in names {
+                if engine.remove_unused_image(&name).await? {
+                    report.removed_images.push(name);
+                } else {
+                    report.kept_images_in_use.push(name);
+                }
+            }
+        }
+    }
     if json {
         print_json(&report)?;
     } else {
@@ -513,6 +531,19 @@ pub async fn gc(global: &GlobalSettings, all: bool, json: bool) -> Result<Outcom
                 "kept {} container(s) of hermetic processes still running (--all removes them too)",
                 report.skipped_live.len()
             );
+        }
+        if images {
+            println!(
+                "removed {} derived builder image(s)",
+                report.removed_images.len()
+            );
+            if !report.kept_images_in_use.is_empty() {
+                println!(
+                    "kept {} derived builder image(s) that containers use: {}",
+                    report.kept_images_in_use.len(),
+                    report.kept_images_in_use.join(", ")
+                );
+            }
         }
     }
     Ok(Outcome::Success)

@@ -265,6 +265,10 @@ pub struct GcArgs {
     /// Also remove containers of hermetic processes still running here.
     #[arg(long)]
     pub all: bool,
+    /// Also remove the derived builder images (builder + a recipe's system
+    /// packages); builds and `verify` remake them from recorded versions.
+    #[arg(long)]
+    pub images: bool,
     /// Print JSON on stdout.
     #[arg(long)]
     pub json: bool,

@@ -61,7 +61,7 @@ async fn dispatch(cli: cli::Cli) -> hermetic::Result<Outcome> {
             app::images_build(&global, args.into()).await
         }
         cli::Command::Exec(args) => app::exec(&global, args.into()).await,
-        cli::Command::Gc(args) => app::gc(&global, args.all, args.json).await,
+        cli::Command::Gc(args) => app::gc(&global, args.all, args.images, args.json).await,
     }
 }
 

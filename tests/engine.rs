@@ -443,3 +443,61 @@ async fn gc_removes_leftovers_of_killed_processes_but_not_live_ones() {
         "leftover not removed"
     );
 }
+
+/// `gc --images` removes derived builder images, but never one a container
+/// still uses. (It removes every derived image on the engine: the build
+/// tests, in another test binary, remake theirs when they next run.)
+#[tokio::test]
+async fn gc_images_removes_derived_builders_not_in_use() {
+    let Some(engine) = common::engine_or_skip("gc_images").await else {
+        return;
+    };
+    let base = common::base_image(&engine, "trixie").await;
+    let tag = format!("hermetic/derived:gc-test-{}", std::process::id());
+    let maker = engine
+        .create_container(&spec(&base, "gc-images-test"))
+        .await
+        .unwrap();
+    let (key, value) = hermetic::build::fetch::DERIVED_IMAGE_LABEL;
+    let labels = std::collections::HashMap::from([
+        (key.to_string(), value.to_string()),
+        ("io.hermetic.packages".to_string(), "[]".to_string()),
+    ]);
+    let committed = maker.commit(&tag, labels).await;
+    maker.remove().await;
+    committed.unwrap();
+    let gc = || {
+        let out = Command::new(common::hermetic_bin())
+            .args(["gc", "--images", "--json"])
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        serde_json::from_slice::<serde_json::Value>(&out.stdout).unwrap()
+    };
+    let named = |report: &serde_json::Value, field: &str| {
+        report[field]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|t| t.as_str() == Some(tag.as_str()))
+    };
+
+    // In use by a container: kept, and said so.
+    let user = engine
+        .create_container(&spec(&tag, "gc-images-test"))
+        .await
+        .unwrap();
+    let report = gc();
+    assert!(named(&report, "kept_images_in_use"), "{report}");
+    assert!(engine.inspect_image(&tag).await.unwrap().is_some());
+
+    // No longer in use: removed.
+    user.remove().await;
+    let report = gc();
+    assert!(named(&report, "removed_images"), "{report}");
+    assert!(engine.inspect_image(&tag).await.unwrap().is_none());
+}

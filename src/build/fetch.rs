@@ -24,6 +24,10 @@ use crate::{archive, paths};
 /// Where the fetch container works.
 const FETCH_DIR: &str = "/tmp/hermetic-fetch";
 
+/// The label every derived builder image carries (`hermetic gc --images`
+/// finds them by it); `io.hermetic.packages` beside it lists what it added.
+pub const DERIVED_IMAGE_LABEL: (&str, &str) = ("io.hermetic.role", "derived-builder");
+
 /// The builder to run the offline phase in, with the system packages added.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct DerivedImage {
@@ -96,7 +100,7 @@ pub async fn derive_image(
         let added: Vec<OsPackage> = after.into_iter().filter(|p| !before.contains(p)).collect();
         let labels = HashMap::from([
             ("io.hermetic.packages".to_string(), serde_json::to_string(&added).unwrap_or_default()),
-            ("io.hermetic.role".to_string(), "derived-builder".to_string()),
+            (DERIVED_IMAGE_LABEL.0.to_string(), DERIVED_IMAGE_LABEL.1.to_string()),
         ]);
         let image_id = container.commit(&tag, labels).await?;
         Ok(DerivedImage { image_id, tag: Some(tag.clone()), packages: added })

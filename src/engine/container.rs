@@ -122,6 +122,10 @@ pub struct GcReport {
     pub removed: Vec<String>,
     /// Containers of hermetic processes still running here (kept).
     pub skipped_live: Vec<String>,
+    /// Derived builder images removed (`gc --images`), by tag.
+    pub removed_images: Vec<String>,
+    /// Derived builder images kept because a container uses them.
+    pub kept_images_in_use: Vec<String>,
 }
 
 /// Label naming the process that made a container: `<boot id>:<pid>`.

@@ -5,7 +5,8 @@ use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
 use bollard::query_parameters::{
-    BuildImageOptionsBuilder, CreateImageOptionsBuilder, RemoveImageOptionsBuilder,
+    BuildImageOptionsBuilder, CreateImageOptionsBuilder, ListImagesOptionsBuilder,
+    RemoveImageOptionsBuilder,
 };
 use futures_util::StreamExt;
 use tracing::{debug, info, instrument};
@@ -311,6 +312,52 @@ impl Engine {
                 .await?
                 .ok_or_else(|| build_err("no image produced".into()))?
                 .id),
+        }
+    }
+
+    /// The images carrying a label (`key` or `key=value`).
+    pub async fn images_labelled(&self, label: &str) -> Result<Vec<ImageInfo>, EngineError> {
+        let filters = HashMap::from([("label", vec![label.to_string()])]);
+        let options = ListImagesOptionsBuilder::default()
+            .filters(&filters)
+            .build();
+        let list = self
+            .docker
+            .list_images(Some(options))
+            .await
+            .map_err(EngineError::api("list images"))?;
+        Ok(list
+            .into_iter()
+            .map(|s| ImageInfo {
+                id: s.id,
+                repo_tags: s.repo_tags,
+                repo_digests: s.repo_digests,
+                labels: s.labels,
+                size: s.size,
+            })
+            .collect())
+    }
+
+    /// Removes an image (by tag, or by ID when it has one tag or none)
+    /// unless a container, running or stopped, uses it: `Ok(false)` when the
+    /// engine refuses (409 conflict), `Ok(true)` when it is gone (or was
+    /// never there). Not forced, so nothing in use is ever untagged.
+    pub async fn remove_unused_image(&self, reference: &str) -> Result<bool, EngineError> {
+        let options = RemoveImageOptionsBuilder::default().build();
+        match self
+            .docker
+            .remove_image(reference, Some(options), None)
+            .await
+        {
+            Ok(_) => Ok(true),
+            Err(e) if is_not_found(&e) => Ok(true),
+            Err(bollard::errors::Error::DockerResponseServerError {
+                status_code: 409, ..
+            }) => Ok(false),
+            Err(source) => Err(EngineError::Api {
+                action: "remove image",
+                source,
+            }),
         }
     }
 
