@@ -286,6 +286,11 @@ pub async fn verify(global: &GlobalSettings, s: VerifySettings) -> Result<Outcom
                 builder_image: Some(builder),
                 smoke_suite: None,
                 rebuild: true,
+                replay: Some(crate::plan::Replay {
+                    source_tree_sha256: record.source_tree_sha256.clone(),
+                    inputs: record.inputs.clone(),
+                    system_packages: record.system_packages.clone(),
+                }),
             };
             let plan = crate::plan::from_recipe(&recipe, &settings, record.source_date_epoch)?;
             let engine = connect(global).await?;

@@ -316,6 +316,7 @@ impl From<BuildArgs> for app::BuildCommandSettings {
                 builder_image: a.builder_image,
                 smoke_suite: a.smoke_on,
                 rebuild: a.rebuild,
+                replay: None,
             },
             plan_only: a.plan,
             json: a.json,

@@ -57,6 +57,7 @@ impl Error {
         match self {
             Error::Engine(e) => e.help(),
             Error::Catalog(e) => e.help(),
+            Error::Plan(e) => e.help(),
             Error::Build(e) => e.help(),
             Error::Oci(e) => e.help(),
             Error::Verify(e) => e.help(),

@@ -7,6 +7,7 @@ use std::path::PathBuf;
 
 use serde::Serialize;
 
+use crate::bundle::{FetchedInput, OsPackage};
 use crate::catalog::Glibc;
 
 /// Everything `hermetic build` will do.
@@ -23,8 +24,45 @@ pub struct BuildPlan {
     pub source_date_epoch: u64,
     /// The recipe's directory: the build context copied into the builder.
     pub context_dir: PathBuf,
+    /// A rebuild from a record (`hermetic verify`): the inputs it must use.
+    pub replay: Option<Replay>,
     /// One bundle per baseline.
     pub targets: Vec<TargetPlan>,
+}
+
+/// The recorded inputs a rebuild must use exactly (`hermetic verify`). A
+/// rebuild that cannot have one of them stops with a [`ReplayError`] naming
+/// it before anything is built: an input that is gone is not a mismatch.
+/// (The recipe's own hash and the builder image are checked by the caller
+/// and the resolver; the epoch is passed in.)
+#[derive(Debug, Clone, Serialize)]
+pub struct Replay {
+    /// The build context's tree hash (`archive::tree_hash`).
+    pub source_tree_sha256: String,
+    /// Every fetched wheel and sdist, by file name and hash.
+    pub inputs: Vec<FetchedInput>,
+    /// The packages the fetch phase added to the builder, at their versions.
+    pub system_packages: Vec<OsPackage>,
+}
+
+/// A recorded input the rebuild cannot have as recorded.
+#[derive(Debug, thiserror::Error)]
+#[error(
+    "cannot rebuild from the record: {what}: the record has {recorded}, this rebuild would have {found}"
+)]
+pub struct ReplayError {
+    pub what: String,
+    pub recorded: String,
+    pub found: String,
+}
+
+impl ReplayError {
+    /// A line the user can act on.
+    pub fn help() -> String {
+        "a rebuild uses only the recorded inputs: restore them (the recipe's directory as it was \
+         built, the builder image, the Debian packages at their recorded versions), or build anew"
+            .into()
+    }
 }
 
 /// The bundle for one glibc baseline.
@@ -118,6 +156,8 @@ pub struct BuildSettings {
     pub smoke_suite: Option<String>,
     /// Build even when cached outputs match every input.
     pub rebuild: bool,
+    /// Rebuild from these recorded inputs only (`hermetic verify`).
+    pub replay: Option<Replay>,
 }
 
 /// Errors turning a recipe into a plan.
@@ -135,6 +175,19 @@ pub enum PlanError {
     Path { recipe: PathBuf, path: String },
     #[error(transparent)]
     Catalog(#[from] crate::catalog::CatalogError),
+    #[error(transparent)]
+    Replay(#[from] ReplayError),
+}
+
+impl PlanError {
+    /// A line the user can act on.
+    pub fn help(&self) -> Option<String> {
+        match self {
+            PlanError::Replay(_) => Some(ReplayError::help()),
+            PlanError::Catalog(e) => e.help(),
+            _ => None,
+        }
+    }
 }
 
 /// Resolves a loaded recipe and settings into a plan. Pure: no engine, no
@@ -199,6 +252,9 @@ pub fn from_recipe(
         .collect();
     pinned.sort_by(|a, b| (&a.name, &a.version).cmp(&(&b.name, &b.version)));
     pinned.dedup();
+    if let Some(replay) = &settings.replay {
+        pin_to_record(&mut pinned, &replay.inputs)?;
+    }
 
     let mut targets = Vec::new();
     for glibc in baselines {
@@ -278,8 +334,53 @@ pub fn from_recipe(
         out_dir: settings.out_dir.clone(),
         source_date_epoch,
         context_dir: recipe.dir.clone(),
+        replay: settings.replay.clone(),
         targets,
     })
+}
+
+/// Narrows every pinned requirement to the one file the record lists for
+/// it, so that a requirement accepting several files (one per platform, say)
+/// is fetched as it was. The recipe and the record must name the same
+/// projects at the same versions, and the recipe must accept each recorded
+/// hash.
+fn pin_to_record(
+    pinned: &mut [PinnedRequirement],
+    recorded: &[FetchedInput],
+) -> Result<(), ReplayError> {
+    let key = |name: &str, version: &str| {
+        format!("{}=={version}", crate::recipe::normalize_project_name(name))
+    };
+    let mut by_key: std::collections::BTreeMap<String, &FetchedInput> = recorded
+        .iter()
+        .map(|i| (key(&i.project, &i.version), i))
+        .collect();
+    for req in pinned.iter_mut() {
+        let k = key(&req.name, &req.version);
+        let Some(input) = by_key.remove(&k) else {
+            return Err(ReplayError {
+                what: format!("Python input {k}"),
+                recorded: "no such input".into(),
+                found: "a requirement for it in the recipe".into(),
+            });
+        };
+        if !req.sha256.contains(&input.sha256) {
+            return Err(ReplayError {
+                what: format!("Python input {}", input.filename),
+                recorded: format!("sha256 {}", input.sha256),
+                found: format!("a recipe accepting only {}", req.sha256.join(" or ")),
+            });
+        }
+        req.sha256 = vec![input.sha256.clone()];
+    }
+    if let Some((k, input)) = by_key.into_iter().next() {
+        return Err(ReplayError {
+            what: format!("Python input {k}"),
+            recorded: input.filename.clone(),
+            found: "no requirement for it in the recipe".into(),
+        });
+    }
+    Ok(())
 }
 
 fn steps_for(
@@ -355,4 +456,71 @@ fn steps_for(
         ),
     ));
     v
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::bundle::InputKind;
+
+    fn input(project: &str, version: &str, sha: &str) -> FetchedInput {
+        FetchedInput {
+            filename: format!("{project}-{version}.whl"),
+            sha256: sha.repeat(64),
+            kind: InputKind::Wheel,
+            project: project.into(),
+            version: version.into(),
+        }
+    }
+
+    fn req(name: &str, version: &str, shas: &[&str]) -> PinnedRequirement {
+        PinnedRequirement {
+            name: name.into(),
+            version: version.into(),
+            sha256: shas.iter().map(|s| s.repeat(64)).collect(),
+        }
+    }
+
+    #[test]
+    fn replay_narrows_each_requirement_to_the_recorded_file() {
+        let mut pinned = vec![
+            req("Foo_Bar", "1.0", &["a", "b"]),
+            req("six", "1.16.0", &["c"]),
+        ];
+        let recorded = [input("foo-bar", "1.0", "b"), input("six", "1.16.0", "c")];
+        pin_to_record(&mut pinned, &recorded).unwrap();
+        assert_eq!(pinned[0].sha256, vec!["b".repeat(64)]);
+        assert_eq!(pinned[1].sha256, vec!["c".repeat(64)]);
+    }
+
+    #[test]
+    fn replay_refuses_inputs_the_recipe_and_record_disagree_on() {
+        // A recorded hash the recipe no longer accepts.
+        let err = pin_to_record(
+            &mut [req("six", "1.16.0", &["c"])],
+            &[input("six", "1.16.0", "d")],
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(
+            err.contains("six-1.16.0.whl") && err.contains(&"d".repeat(64)),
+            "{err}"
+        );
+        // Another version in the recipe than in the record.
+        let err = pin_to_record(
+            &mut [req("six", "1.17.0", &["c"])],
+            &[input("six", "1.16.0", "c")],
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(err.contains("six==1.17.0"), "{err}");
+        // A recorded input the recipe no longer asks for.
+        let err = pin_to_record(&mut [], &[input("six", "1.16.0", "c")])
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("six==1.16.0") && err.contains("no requirement"),
+            "{err}"
+        );
+    }
 }

@@ -248,7 +248,17 @@ async fn build_and_check(recipe: &str) {
     // directory, under another umask, host name, time zone, locale and wall
     // clock (the builds' containers get fresh names and host names anyway),
     // and must reproduce archive, SBOM, record and statement byte for byte.
+    // For pyyaml it also does so on an engine without the derived builder
+    // image the build made: the rebuild installs libyaml at the recorded
+    // versions itself.
     let record = out_dir.path().join(target["record"].as_str().unwrap());
+    if recipe == "pyyaml-libyaml" {
+        let removed = forget_derived_images_adding(&engine, "libyaml-dev").await;
+        assert!(
+            removed > 0,
+            "the build made no derived image with libyaml-dev"
+        );
+    }
     let v = varied(&[
         "verify",
         "--json",
@@ -287,6 +297,10 @@ async fn build_and_check(recipe: &str) {
             wanted,
             "{recipe}: verify's comparison of *{suffix}: {compared:?}"
         );
+    }
+    if recipe == "pyyaml-libyaml" {
+        let remade = derived_images_adding(&engine, "libyaml-dev").await;
+        assert!(!remade.is_empty(), "verify did not derive the builder anew");
     }
     // local-project ships a zstd archive: the other readers handle it too.
     if recipe == "local-project" {
@@ -327,6 +341,37 @@ async fn build_and_check(recipe: &str) {
         "{recipe}: smoke command failed on the host from {argv0}: {}",
         text(&run)
     );
+}
+
+/// Tags of the derived builder images whose added packages include `package`.
+async fn derived_images_adding(engine: &hermetic::engine::Engine, package: &str) -> Vec<String> {
+    let (key, value) = hermetic::build::fetch::DERIVED_IMAGE_LABEL;
+    let needle = format!("\"name\":\"{package}\"");
+    engine
+        .images_labelled(&format!("{key}={value}"))
+        .await
+        .unwrap()
+        .into_iter()
+        .filter(|i| {
+            i.labels
+                .get("io.hermetic.packages")
+                .is_some_and(|p| p.contains(&needle))
+        })
+        .flat_map(|i| i.repo_tags)
+        .collect()
+}
+
+/// Removes those images, as on a machine that never made them; returns how
+/// many there were.
+async fn forget_derived_images_adding(engine: &hermetic::engine::Engine, package: &str) -> usize {
+    let tags = derived_images_adding(engine, package).await;
+    for tag in &tags {
+        assert!(
+            engine.remove_unused_image(tag).await.unwrap(),
+            "{tag} is in use"
+        );
+    }
+    tags.len()
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -552,6 +597,8 @@ async fn reproducible_cached_and_verified() {
         text(&v)
     );
 
+    recorded_inputs_that_are_gone_are_errors(dir.path(), recipe, &record);
+
     // One byte of one file inside the archive changes: both modes fail, and
     // the rebuild mode names the file.
     let archive = out_a.join(format!("{stem}.tar.gz"));
@@ -590,6 +637,98 @@ async fn reproducible_cached_and_verified() {
         "{stdout}"
     );
     assert!(stdout.contains("line "), "a text diff is shown: {stdout}");
+}
+
+/// `verify` from a record whose inputs cannot be had as recorded (a changed
+/// recipe, source tree, builder image, Python file or Debian package): exit
+/// 2 and an error naming the input, never a rebuild reported as a mismatch.
+fn recorded_inputs_that_are_gone_are_errors(project: &Path, recipe: &str, record: &Path) {
+    let original: serde_json::Value =
+        serde_json::from_slice(&fs_err::read(record).unwrap()).unwrap();
+    let scratch = tempfile::tempdir().unwrap();
+    let tampered = scratch.path().join(record.file_name().unwrap());
+    let verify_with = |edit: &dyn Fn(&mut serde_json::Value), expect: &[&str]| {
+        let mut doc = original.clone();
+        edit(&mut doc);
+        fs_err::write(&tampered, serde_json::to_vec_pretty(&doc).unwrap()).unwrap();
+        let out = hermetic_in(
+            project,
+            &["verify", "--recipe", recipe, tampered.to_str().unwrap()],
+            &[],
+        );
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{}", text(&out));
+        for needle in expect {
+            assert!(
+                stderr.contains(needle),
+                "{needle:?} not in:\n{}",
+                text(&out)
+            );
+        }
+        assert!(
+            !String::from_utf8_lossy(&out.stdout).contains("MISMATCH"),
+            "{}",
+            text(&out)
+        );
+    };
+    let zeros = "0".repeat(64);
+    // The fetched wheel: a hash the recipe does not accept.
+    verify_with(
+        &|r| r["inputs"][0]["sha256"] = zeros.clone().into(),
+        &[
+            "cannot rebuild from the record",
+            "six-1.16.0-py2.py3-none-any.whl",
+            &zeros,
+        ],
+    );
+    // The source tree.
+    verify_with(
+        &|r| r["source_tree_sha256"] = zeros.clone().into(),
+        &["cannot rebuild from the record", "the source tree", &zeros],
+    );
+    // The builder image.
+    let gone = format!("sha256:{}", "e".repeat(64));
+    verify_with(
+        &|r| r["builder"]["image_id"] = gone.clone().into(),
+        &[&gone, "no such image"],
+    );
+    // A Debian package at a version the mirror does not serve: the real
+    // apt-get in the builder is asked for exactly that version.
+    verify_with(
+        &|r| {
+            r["system_packages"] = serde_json::json!([{
+                "arch": "amd64", "kind": "deb",
+                "name": "libyaml-0-2", "version": "0.0.0-hermetic-test",
+            }])
+        },
+        &[
+            "cannot rebuild from the record",
+            "the system packages",
+            "libyaml-0-2=0.0.0-hermetic-test",
+        ],
+    );
+    // The recipe itself, changed after the release.
+    let changed = scratch.path().join("hermetic.toml");
+    let mut bytes = fs_err::read(recipe).unwrap();
+    bytes.extend_from_slice(b"# changed after the release\n");
+    fs_err::write(&changed, bytes).unwrap();
+    let out = hermetic_in(
+        project,
+        &[
+            "verify",
+            "--recipe",
+            changed.to_str().unwrap(),
+            record.to_str().unwrap(),
+        ],
+        &[],
+    );
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("input missing")
+            && stderr.contains(&original["recipe"]["sha256"].as_str().unwrap()[..16]),
+        "{stderr}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread")]

@@ -18,7 +18,7 @@ use tracing::{info, instrument};
 use super::{BuildContext, BuildError, step_failed};
 use crate::bundle::{FetchedInput, InputKind, OsPackage};
 use crate::engine::{CA_ENV, ContainerSpec, Engine, ExecSpec, Network};
-use crate::plan::{PinnedRequirement, TargetPlan};
+use crate::plan::{PinnedRequirement, ReplayError, TargetPlan};
 use crate::{archive, paths};
 
 /// Where the fetch container works.
@@ -53,24 +53,10 @@ pub async fn derive_image(
         });
     }
     let engine = ctx.engine;
-    let mut sorted = packages.to_vec();
-    sorted.sort();
-    sorted.dedup();
-    let key =
-        crate::archive::sha256_bytes(format!("{builder_id}\n{}", sorted.join("\n")).as_bytes());
-    let tag = engine
-        .kind()
-        .local_image_name(&format!("hermetic/derived:{}", &key[..16]));
-    if let Some(info) = engine.inspect_image(&tag).await?
-        && let Some(json) = info.labels.get("io.hermetic.packages")
-        && let Ok(packages) = serde_json::from_str::<Vec<OsPackage>>(json)
-    {
+    let (sorted, tag) = derived_tag(engine, builder_id, packages);
+    if let Some(cached) = cached_derived(engine, &tag).await? {
         info!("system packages cached in {tag}");
-        return Ok(DerivedImage {
-            image_id: info.id,
-            tag: Some(tag),
-            packages,
-        });
+        return Ok(cached);
     }
     let spec = ContainerSpec {
         image: builder_id.to_string(),
@@ -108,6 +94,95 @@ pub async fn derive_image(
     .await;
     container.remove().await;
     result
+}
+
+/// The sorted, deduplicated package list and the tag of the derived image
+/// it makes from `builder_id`.
+fn derived_tag(engine: &Engine, builder_id: &str, packages: &[String]) -> (Vec<String>, String) {
+    let mut sorted = packages.to_vec();
+    sorted.sort();
+    sorted.dedup();
+    let key =
+        crate::archive::sha256_bytes(format!("{builder_id}\n{}", sorted.join("\n")).as_bytes());
+    let tag = engine
+        .kind()
+        .local_image_name(&format!("hermetic/derived:{}", &key[..16]));
+    (sorted, tag)
+}
+
+/// A derived image made earlier, with the packages its label records.
+async fn cached_derived(engine: &Engine, tag: &str) -> Result<Option<DerivedImage>, BuildError> {
+    Ok(engine.inspect_image(tag).await?.and_then(|info| {
+        let json = info.labels.get("io.hermetic.packages")?;
+        let packages = serde_json::from_str::<Vec<OsPackage>>(json).ok()?;
+        Some(DerivedImage {
+            image_id: info.id,
+            tag: Some(tag.to_string()),
+            packages,
+        })
+    }))
+}
+
+/// For a rebuild from a record: the derived builder with exactly the
+/// recorded packages. The image the recipe's package list made earlier
+/// serves when it has them (the usual case on the machine that made the
+/// release); otherwise every recorded package is installed at its recorded
+/// version, and one the mirror no longer serves is a [`ReplayError`]
+/// naming it, as is any other set of packages than the recorded one.
+pub async fn derive_recorded_image(
+    ctx: &BuildContext<'_>,
+    builder_id: &str,
+    requested: &[String],
+    recorded: &[OsPackage],
+) -> Result<DerivedImage, BuildError> {
+    if recorded.is_empty() {
+        // The fetch added nothing: the builder had every requested package.
+        return derive_image(ctx, builder_id, &[]).await;
+    }
+    let (_, usual) = derived_tag(ctx.engine, builder_id, requested);
+    if let Some(cached) = cached_derived(ctx.engine, &usual).await?
+        && cached.packages == recorded
+    {
+        info!("recorded system packages cached in {usual}");
+        return Ok(cached);
+    }
+    let pins: Vec<String> = recorded.iter().map(exact_package_spec).collect();
+    let shown = pins.join(" ");
+    let derived = derive_image(ctx, builder_id, &pins)
+        .await
+        .map_err(|e| match e {
+            BuildError::Step { tail, .. } => BuildError::Replay(ReplayError {
+                what: "the system packages".into(),
+                recorded: shown.clone(),
+                found: format!(
+                    "an install that failed: {}",
+                    tail.last().map(String::as_str).unwrap_or("(no output)")
+                ),
+            }),
+            other => other,
+        })?;
+    if derived.packages != recorded {
+        let names = |v: &[OsPackage]| v.iter().map(exact_package_spec).collect::<Vec<_>>();
+        let (want, got) = (names(recorded), names(&derived.packages));
+        let missing: Vec<&String> = want.iter().filter(|p| !got.contains(p)).collect();
+        let extra: Vec<&String> = got.iter().filter(|p| !want.contains(p)).collect();
+        return Err(ReplayError {
+            what: "the system packages".into(),
+            recorded: shown,
+            found: format!("other packages (missing: {missing:?}, extra: {extra:?})"),
+        }
+        .into());
+    }
+    Ok(derived)
+}
+
+/// `name=version` for apt, `name-version.arch` for dnf and yum.
+fn exact_package_spec(p: &OsPackage) -> String {
+    if p.kind == "rpm" {
+        format!("{}-{}.{}", p.name, p.version, p.arch)
+    } else {
+        format!("{}={}", p.name, p.version)
+    }
 }
 
 async fn list_packages(container: &crate::engine::Container) -> Result<Vec<OsPackage>, BuildError> {

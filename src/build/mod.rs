@@ -28,7 +28,7 @@ use crate::bundle::{self, BundleMeta};
 use crate::catalog::{self, CatalogError, Glibc};
 use crate::elf::ElfError;
 use crate::engine::{Engine, EngineError, ExecOutput};
-use crate::plan::{BuildPlan, TargetPlan};
+use crate::plan::{BuildPlan, ReplayError, TargetPlan};
 use crate::progress::Phase;
 
 /// Shared state of one `hermetic build` run.
@@ -129,6 +129,25 @@ async fn build_target(
         phases.push((name.to_string(), started.elapsed().as_millis() as u64))
     };
 
+    // The context as it goes into the builder: the recipe's directory minus
+    // VCS data and hermetic's own outputs (which would otherwise change the
+    // source hash, and so the cache key, on every build into ./dist).
+    // Snapshotted first: a rebuild from a record checks it before anything
+    // talks to the engine.
+    let context = tempfile::tempdir()?;
+    snapshot_context(&plan.context_dir, &plan.out_dir, context.path())?;
+    let source_tree_sha256 = archive::tree_hash(context.path())?;
+    if let Some(replay) = &plan.replay
+        && replay.source_tree_sha256 != source_tree_sha256
+    {
+        return Err(ReplayError {
+            what: format!("the source tree {}", plan.context_dir.display()),
+            recorded: format!("tree hash {}", replay.source_tree_sha256),
+            found: format!("tree hash {source_tree_sha256}"),
+        }
+        .into());
+    }
+
     let started = Instant::now();
     let phase = Phase::start(
         "resolve",
@@ -148,18 +167,39 @@ async fn build_target(
             target.glibc
         ),
     );
-    let derived = fetch::derive_image(ctx, &builder.image_id, &target.system_packages).await?;
+    let derived = match &plan.replay {
+        None => fetch::derive_image(ctx, &builder.image_id, &target.system_packages).await?,
+        Some(replay) => {
+            fetch::derive_recorded_image(
+                ctx,
+                &builder.image_id,
+                &target.system_packages,
+                &replay.system_packages,
+            )
+            .await?
+        }
+    };
     let python = format!("{}/bin/{}", builder.python_prefix, ctx.python_exe);
     let inputs = fetch::fetch_inputs(ctx, &derived.image_id, &python, target).await?;
+    if let Some(replay) = &plan.replay
+        && replay.inputs != inputs
+    {
+        let names = |v: &[bundle::FetchedInput]| {
+            v.iter()
+                .map(|i| format!("{} ({})", i.filename, i.sha256))
+                .collect::<Vec<_>>()
+                .join(", ")
+        };
+        return Err(ReplayError {
+            what: "the fetched Python inputs".into(),
+            recorded: names(&replay.inputs),
+            found: names(&inputs),
+        }
+        .into());
+    }
     phase.finish();
     timed("fetch", started);
 
-    // The context as it goes into the builder: the recipe's directory minus
-    // VCS data and hermetic's own outputs (which would otherwise change the
-    // source hash, and so the cache key, on every build into ./dist).
-    let context = tempfile::tempdir()?;
-    snapshot_context(&plan.context_dir, &plan.out_dir, context.path())?;
-    let source_tree_sha256 = archive::tree_hash(context.path())?;
     let cache_key = output::cache_key(
         plan,
         target,
@@ -515,6 +555,9 @@ pub enum BuildError {
     Python { wanted: String, reason: String },
 
     #[error(transparent)]
+    Replay(#[from] ReplayError),
+
+    #[error(transparent)]
     Engine(#[from] EngineError),
     #[error(transparent)]
     Catalog(#[from] CatalogError),
@@ -542,6 +585,7 @@ impl BuildError {
             BuildError::HashMismatch { .. } => Some(
                 "check the requirement's --hash, or whether the file on the index changed".into(),
             ),
+            BuildError::Replay(_) => Some(ReplayError::help()),
             _ => None,
         }
     }
