@@ -355,9 +355,11 @@ fn pin_to_record(
         .iter()
         .map(|i| (key(&i.project, &i.version), i))
         .collect();
+    // A project pinned in both requirement files is one input.
+    let mut used = std::collections::BTreeMap::new();
     for req in pinned.iter_mut() {
         let k = key(&req.name, &req.version);
-        let Some(input) = by_key.remove(&k) else {
+        let Some(input) = by_key.remove(&k).or_else(|| used.get(&k).copied()) else {
             return Err(ReplayError {
                 what: format!("Python input {k}"),
                 recorded: "no such input".into(),
@@ -372,6 +374,7 @@ fn pin_to_record(
             });
         }
         req.sha256 = vec![input.sha256.clone()];
+        used.insert(k, input);
     }
     if let Some((k, input)) = by_key.into_iter().next() {
         return Err(ReplayError {
@@ -483,14 +486,17 @@ mod tests {
 
     #[test]
     fn replay_narrows_each_requirement_to_the_recorded_file() {
+        // six is pinned twice (in both requirement files, with other hashes).
         let mut pinned = vec![
             req("Foo_Bar", "1.0", &["a", "b"]),
             req("six", "1.16.0", &["c"]),
+            req("six", "1.16.0", &["c", "f"]),
         ];
         let recorded = [input("foo-bar", "1.0", "b"), input("six", "1.16.0", "c")];
         pin_to_record(&mut pinned, &recorded).unwrap();
         assert_eq!(pinned[0].sha256, vec!["b".repeat(64)]);
         assert_eq!(pinned[1].sha256, vec!["c".repeat(64)]);
+        assert_eq!(pinned[2].sha256, vec!["c".repeat(64)]);
     }
 
     #[test]

@@ -255,6 +255,8 @@ pub async fn fetch_inputs(
         });
     }
     inputs.sort_by(|a, b| a.filename.cmp(&b.filename));
+    // A project pinned in both requirement files is one input.
+    inputs.dedup();
     Ok(inputs)
 }
 
