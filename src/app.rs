@@ -283,7 +283,7 @@ pub async fn verify(global: &GlobalSettings, s: VerifySettings) -> Result<Outcom
             let settings = crate::plan::BuildSettings {
                 glibc: vec![record.glibc.parse()?],
                 out_dir: scratch.path().to_path_buf(),
-                builder_image: Some(builder),
+                builder_image: Some(builder.clone()),
                 smoke_suite: None,
                 rebuild: true,
                 replay: Some(crate::plan::Replay {
@@ -294,6 +294,20 @@ pub async fn verify(global: &GlobalSettings, s: VerifySettings) -> Result<Outcom
             };
             let plan = crate::plan::from_recipe(&recipe, &settings, record.source_date_epoch)?;
             let engine = connect(global).await?;
+            // A builder named by image ID (a local one) cannot be fetched:
+            // say so, and whether a builder of that name made here differs.
+            if !builder.contains('@') && engine.inspect_image(&builder).await?.is_none() {
+                let here = engine
+                    .inspect_image(&record.builder.reference)
+                    .await?
+                    .map(|i| i.id);
+                return Err(VerifyError::MissingBuilder {
+                    image_id: record.builder.image_id.clone(),
+                    reference: record.builder.reference.clone(),
+                    here,
+                }
+                .into());
+            }
             let built = crate::build::run(&engine, &plan, host_ca_bundle()?).await?;
             if !built.passed {
                 eprintln!("error: the rebuild's smoke test failed");

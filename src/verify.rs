@@ -66,6 +66,16 @@ pub enum VerifyError {
     NoSums { dir: PathBuf },
     #[error("input missing: {what}")]
     MissingInput { what: String },
+    #[error(
+        "input missing: the builder image {image_id} ({reference}) is not in the engine{}",
+        here.as_ref().map(|id| format!("; {reference} here is {id}, made here, not the recorded image")).unwrap_or_default()
+    )]
+    MissingBuilder {
+        image_id: String,
+        reference: String,
+        /// The image the same local name has here, if any.
+        here: Option<String>,
+    },
     #[error(transparent)]
     Archive(#[from] archive::ArchiveError),
     #[error("{0}")]
@@ -79,6 +89,12 @@ impl VerifyError {
             VerifyError::MissingInput { .. } => Some(
                 "verification needs the recorded inputs: the recipe at its recorded hash (--recipe), \
                  the builder image (hermetic images list) and the fetched files (cache or index)"
+                    .into(),
+            ),
+            VerifyError::MissingBuilder { .. } => Some(
+                "a local builder made again gets another image ID (its layers record when they \
+                 were built): `docker save` the recorded image where the release was built and \
+                 `docker load` it here, or build releases with an upstream builder pinned by digest"
                     .into(),
             ),
             _ => None,

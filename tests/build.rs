@@ -686,11 +686,17 @@ fn recorded_inputs_that_are_gone_are_errors(project: &Path, recipe: &str, record
         &|r| r["source_tree_sha256"] = zeros.clone().into(),
         &["cannot rebuild from the record", "the source tree", &zeros],
     );
-    // The builder image.
+    // The builder image: the local builder of that name here is another
+    // image, and the error says so and how to bring the recorded one.
     let gone = format!("sha256:{}", "e".repeat(64));
     verify_with(
         &|r| r["builder"]["image_id"] = gone.clone().into(),
-        &[&gone, "no such image"],
+        &[
+            &format!("the builder image {gone}"),
+            "is not in the engine",
+            "made here, not the recorded image",
+            "docker load",
+        ],
     );
     // A Debian package at a version the mirror does not serve: the real
     // apt-get in the builder is asked for exactly that version.
