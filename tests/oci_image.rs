@@ -213,5 +213,5 @@ async fn load_then_run_the_launcher() {
     container.remove().await;
     assert_eq!(out.exit_code, 0, "{out:?}");
     assert_eq!(out.stdout.trim(), "loaded from 65532");
-    engine.remove_image("demo-load:2.0.0").await.unwrap();
+    assert!(engine.remove_unused_image("demo-load:2.0.0").await.unwrap());
 }

@@ -396,5 +396,5 @@ async fn push_auth_retry_resume_mount_sbom_and_pull() {
         .unwrap();
     container.remove().await;
     assert_eq!(out.stdout.trim(), "pushed from 65532", "{out:?}");
-    engine.remove_image(&pinned).await.unwrap();
+    assert!(engine.remove_unused_image(&pinned).await.unwrap());
 }

@@ -1,5 +1,5 @@
 //! Images: inspect, pull by digest (and check the digest), import a rootfs
-//! tarball, build from a Dockerfile context, tag and remove.
+//! tarball, build from a Dockerfile context, list by label, tag and remove.
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -338,10 +338,10 @@ impl Engine {
             .collect())
     }
 
-    /// Removes an image (by tag, or by ID when it has one tag or none)
-    /// unless a container, running or stopped, uses it: `Ok(false)` when the
-    /// engine refuses (409 conflict), `Ok(true)` when it is gone (or was
-    /// never there). Not forced, so nothing in use is ever untagged.
+    /// Removes an image by tag or ID unless a container, running or
+    /// stopped, uses it (or, given by ID, it has several tags): `Ok(false)`
+    /// when the engine refuses (409 conflict), `Ok(true)` when it is gone
+    /// (or was never there). Not forced, so nothing in use is untagged.
     pub async fn remove_unused_image(&self, reference: &str) -> Result<bool, EngineError> {
         let options = RemoveImageOptionsBuilder::default().build();
         match self
@@ -354,23 +354,6 @@ impl Engine {
             Err(bollard::errors::Error::DockerResponseServerError {
                 status_code: 409, ..
             }) => Ok(false),
-            Err(source) => Err(EngineError::Api {
-                action: "remove image",
-                source,
-            }),
-        }
-    }
-
-    /// Removes an image by tag or id (not forced: an image in use stays).
-    pub async fn remove_image(&self, reference: &str) -> Result<(), EngineError> {
-        let options = RemoveImageOptionsBuilder::default().build();
-        match self
-            .docker
-            .remove_image(reference, Some(options), None)
-            .await
-        {
-            Ok(_) => Ok(()),
-            Err(e) if is_not_found(&e) => Ok(()),
             Err(source) => Err(EngineError::Api {
                 action: "remove image",
                 source,
