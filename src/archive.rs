@@ -1049,8 +1049,14 @@ pub fn tree_hash(root: &Path) -> Result<String, ArchiveError> {
 
 /// The `SOURCE_DATE_EPOCH` for a build, from (in order): the environment
 /// variable (which must be a non-negative integer; an empty value counts as
-/// unset), the last commit time of the git checkout containing `source_dir`,
-/// then the recipe's value. None of the three is an error that names them.
+/// unset), the time of the last commit that touched `source_dir` in the git
+/// checkout containing it (else, for a directory no commit touched yet, the
+/// checkout's last commit), then the recipe's value. None of the three is
+/// an error that names them.
+///
+/// The last commit touching the source, not the checkout's: in a repository
+/// holding several projects, a commit to one does not change the others'
+/// epoch, and so neither their archives nor their cache keys.
 pub fn source_date_epoch(
     source_dir: &Path,
     recipe_epoch: Option<u64>,
@@ -1081,22 +1087,27 @@ fn epoch_from(
     })
 }
 
-/// `git log -1 --format=%ct` in `dir`; `None` when git is missing, `dir` is
-/// not in a checkout, or the checkout has no commits.
+/// The commit time of the last commit touching `dir`, else of the last
+/// commit; `None` when git is missing, `dir` is not in a checkout, or the
+/// checkout has no commits.
 fn git_commit_time(dir: &Path) -> Option<u64> {
-    let out = Command::new("git")
-        .arg("-C")
-        .arg(dir)
-        .args(["log", "-1", "--format=%ct"])
-        .env("LC_ALL", "C")
-        .stdin(std::process::Stdio::null())
-        .stderr(std::process::Stdio::null())
-        .output()
-        .ok()?;
-    if !out.status.success() {
-        return None;
-    }
-    String::from_utf8(out.stdout).ok()?.trim().parse().ok()
+    let log = |pathspec: &[&str]| -> Option<u64> {
+        let out = Command::new("git")
+            .arg("-C")
+            .arg(dir)
+            .args(["log", "-1", "--format=%ct"])
+            .args(pathspec)
+            .env("LC_ALL", "C")
+            .stdin(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .output()
+            .ok()?;
+        if !out.status.success() {
+            return None;
+        }
+        String::from_utf8(out.stdout).ok()?.trim().parse().ok()
+    };
+    log(&["--", "."]).or_else(|| log(&[]))
 }
 
 /// Name of the checksum file written next to release artifacts.
@@ -1222,36 +1233,45 @@ mod tests {
     #[test]
     fn epoch_from_git_commit() {
         let dir = tempfile::tempdir().unwrap();
-        let git = |args: &[&str]| {
+        let git = |args: &[&str], time: u64| {
             Command::new("git")
                 .arg("-C")
                 .arg(dir.path())
                 .args(args)
-                .env("GIT_COMMITTER_DATE", "@1600000000 +0000")
-                .env("GIT_AUTHOR_DATE", "@1600000000 +0000")
+                .env("GIT_COMMITTER_DATE", format!("@{time} +0000"))
+                .env("GIT_AUTHOR_DATE", format!("@{time} +0000"))
                 .output()
                 .map(|o| o.status.success())
                 .unwrap_or(false)
         };
-        if !git(&["init", "-q"]) {
+        if !git(&["init", "-q"], 0) {
             eprintln!("git unavailable; skipping");
             return;
         }
-        std::fs::write(dir.path().join("f"), "x").unwrap();
-        assert!(git(&["add", "f"]));
-        assert!(git(&[
-            "-c",
-            "user.name=t",
-            "-c",
-            "user.email=t@t",
-            "commit",
-            "-qm",
-            "x"
-        ]));
-        assert_eq!(
-            epoch_from(None, dir.path(), Some(1)).unwrap(),
-            1_600_000_000
-        );
+        // Two projects in one checkout, committed at different times.
+        for (project, time) in [("a", 1_600_000_000), ("b", 1_650_000_000)] {
+            std::fs::create_dir(dir.path().join(project)).unwrap();
+            std::fs::write(dir.path().join(project).join("f"), "x").unwrap();
+            assert!(git(&["add", project], time));
+            assert!(git(
+                &[
+                    "-c",
+                    "user.name=t",
+                    "-c",
+                    "user.email=t@t",
+                    "commit",
+                    "-qm",
+                    project
+                ],
+                time
+            ));
+        }
+        let epoch = |sub: &str| epoch_from(None, &dir.path().join(sub), Some(1)).unwrap();
+        assert_eq!(epoch("a"), 1_600_000_000, "a's own last commit");
+        assert_eq!(epoch("b"), 1_650_000_000);
+        assert_eq!(epoch(""), 1_650_000_000, "the checkout's top");
+        std::fs::create_dir(dir.path().join("new")).unwrap();
+        assert_eq!(epoch("new"), 1_650_000_000, "no commit touched it yet");
     }
 
     #[test]
