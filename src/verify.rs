@@ -66,6 +66,8 @@ pub enum VerifyError {
     NoSums { dir: PathBuf },
     #[error("input missing: {what}")]
     MissingInput { what: String },
+    #[error("{listed_in} names `{name}`, which is not a file inside the release directory")]
+    OutsideRelease { name: String, listed_in: String },
     #[error(
         "input missing: the builder image {image_id} ({reference}) is not in the engine{}",
         here.as_ref().map(|id| format!("; {reference} here is {id}, made here, not the recorded image")).unwrap_or_default()
@@ -188,8 +190,8 @@ pub fn verify_checksums(dir: &Path) -> Result<VerifyReport, VerifyError> {
             }
         }
     }
-    for (name, (hash, _)) in &expected {
-        let path = dir.join(name);
+    for (name, (hash, listed_in)) in &expected {
+        let path = inside(dir, name, listed_in)?;
         let actual = if path.is_file() {
             Some(archive::sha256_file(&path)?.0)
         } else {
@@ -236,7 +238,7 @@ pub fn compare_outputs(
         })
     };
     for out in &record.outputs {
-        let rebuilt = rebuilt_dir.join(&out.name);
+        let rebuilt = inside(rebuilt_dir, &out.name, &file_name(record_path))?;
         let released = release_dir.join(&out.name);
         let rebuilt_hash = hash_of(&rebuilt)?;
         let released_hash = hash_of(&released)?;
@@ -499,6 +501,24 @@ fn elf_section_diff(a: &[u8], b: &[u8]) -> Vec<String> {
     }
 }
 
+/// `dir/name` for a file a release's own documents name; a name that is
+/// absolute or climbs out with `..` is refused, naming the document (the
+/// documents may come from anyone, and verify should not read elsewhere).
+fn inside(dir: &Path, name: &str, listed_in: &str) -> Result<PathBuf, VerifyError> {
+    let path = Path::new(name);
+    let plain = !name.is_empty()
+        && path
+            .components()
+            .all(|c| matches!(c, std::path::Component::Normal(_)));
+    if !plain {
+        return Err(VerifyError::OutsideRelease {
+            name: name.to_string(),
+            listed_in: listed_in.to_string(),
+        });
+    }
+    Ok(dir.join(path))
+}
+
 fn file_name(path: &Path) -> String {
     path.file_name()
         .map(|n| n.to_string_lossy().into_owned())
@@ -558,6 +578,38 @@ mod tests {
         fs_err::write(&path, b"{\"name\": \"x\"}").unwrap();
         let err = load_record(&path).unwrap_err().to_string();
         assert!(err.contains("no record format"), "{err}");
+    }
+
+    #[test]
+    fn names_that_leave_the_release_are_refused() {
+        let outside = tempfile::tempdir().unwrap();
+        fs_err::write(outside.path().join("secret"), b"x").unwrap();
+        let dir = outside.path().join("release");
+        fs_err::create_dir(&dir).unwrap();
+        let hash = archive::sha256_bytes(b"x");
+        // In SHA256SUMS.
+        fs_err::write(
+            dir.join(archive::SHA256SUMS),
+            format!("{hash}  ../secret\n"),
+        )
+        .unwrap();
+        let err = verify_checksums(&dir).unwrap_err().to_string();
+        assert!(err.contains("SHA256SUMS names `../secret`"), "{err}");
+        // In a build record's outputs, in both modes.
+        archive::write_sha256sums(&dir, &[]).unwrap();
+        let mut record = crate::manifest::sample_record();
+        record.outputs[0].name = "/etc/hostname".into();
+        let record_path = dir.join("demo.build.json");
+        fs_err::write(&record_path, record.to_canonical_json()).unwrap();
+        let err = verify_checksums(&dir).unwrap_err().to_string();
+        assert!(
+            err.contains("demo.build.json names `/etc/hostname`"),
+            "{err}"
+        );
+        let err = compare_outputs(&record, &record_path, outside.path())
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("`/etc/hostname`"), "{err}");
     }
 
     #[test]
