@@ -105,6 +105,8 @@ pub struct InstallPlan {
     pub no_binary: Vec<String>,
     /// Local project directory, relative to the context dir.
     pub project: Option<String>,
+    /// Whether checked-hash `.pyc` files are shipped.
+    pub bytecode: crate::recipe::Bytecode,
 }
 
 /// One `name==version --hash=sha256:…` requirement.
@@ -289,6 +291,7 @@ pub fn from_recipe(
             pinned: pinned.clone(),
             no_binary: recipe.install.no_binary.clone(),
             project: project.clone(),
+            bytecode: recipe.install.bytecode,
         };
         let steps = steps_for(recipe, &install, glibc, &smoke_suite);
         targets.push(TargetPlan {
@@ -448,7 +451,19 @@ fn steps_for(
     v.push(step(
         "finish",
         false,
-        "relocate, write launchers, prune, archive deterministically".into(),
+        "relocate, write launchers, prune".into(),
+    ));
+    if install.bytecode == crate::recipe::Bytecode::CheckedHash {
+        v.push(step(
+            "finish",
+            false,
+            "compile checked-hash .pyc files (PEP 552) in the builder".into(),
+        ));
+    }
+    v.push(step(
+        "finish",
+        false,
+        "archive deterministically, write record, provenance and SBOM".into(),
     ));
     v.push(step(
         "smoke",

@@ -29,6 +29,8 @@
 //! #                              environment only (build backends, Cython), never the bundle
 //! no_binary = ["pyyaml"]       # distributions to compile from their sdist
 //! launchers = ["qr"]           # console entry points exposed at the bundle's top
+//! bytecode = "checked-hash"    # "none" (default): Python compiles at each start;
+//! #                              "checked-hash": ship PEP 552 .pyc files (faster start, larger)
 //!
 //! [build]
 //! system_packages = ["libyaml-dev"]    # Debian packages for the builder (`name` or `name=version`)
@@ -175,6 +177,19 @@ pub struct Install {
     pub no_binary: Vec<Spanned<String>>,
     #[serde(default)]
     pub launchers: Vec<Spanned<String>>,
+    pub bytecode: Option<Spanned<String>>,
+}
+
+/// Whether the bundle ships Python bytecode.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Bytecode {
+    /// No `.pyc` files: Python compiles in memory at each start.
+    #[default]
+    None,
+    /// PEP 552 checked-hash `.pyc` files: validated against the source's
+    /// hash, not its mtime, so they are reproducible and never go stale.
+    CheckedHash,
 }
 
 /// `[build]`: extra work done in the builder.
@@ -265,6 +280,7 @@ pub struct InstallSettings {
     pub build_requirements: Option<Requirements>,
     pub no_binary: Vec<String>,
     pub launchers: Vec<String>,
+    pub bytecode: Bytecode,
 }
 
 /// A parsed `--require-hashes` requirements file.
@@ -657,6 +673,17 @@ impl Recipe {
 
         // [archive]
         let compression = archive_compression(cx, &archive)?;
+        let bytecode = match install.bytecode.as_ref().map(|b| (b.get_ref().as_str(), b)) {
+            None | Some(("none", _)) => Bytecode::None,
+            Some(("checked-hash", _)) => Bytecode::CheckedHash,
+            Some((other, b)) => {
+                return Err(cx.invalid(
+                    b.span(),
+                    "install.bytecode",
+                    &format!("`{other}` is not \"none\" or \"checked-hash\""),
+                ));
+            }
+        };
 
         Ok(LoadedRecipe {
             path: cx.path.to_owned(),
@@ -681,6 +708,7 @@ impl Recipe {
                     .into_iter()
                     .map(Spanned::into_inner)
                     .collect(),
+                bytecode,
             },
             build: BuildSettings {
                 system_packages: build

@@ -125,17 +125,49 @@ async fn build_and_check(recipe: &str) {
         hits.is_empty(),
         "{recipe}: build paths left in the bundle: {hits:#?}"
     );
-    // No bytecode is shipped (it would record source mtimes or need
-    // checked-hash pycs); Python compiles in memory at run time.
-    let bytecode: Vec<String> = walkdir::WalkDir::new(&top)
+    // Bytecode: qr-cli asks for checked-hash .pyc files (PEP 552): every
+    // one is hash-based and checked (flags 0b11, never an mtime) and sits in
+    // __pycache__ beside its source. The other recipes ship none, so Python
+    // compiles in memory at run time.
+    let bytecode: Vec<PathBuf> = walkdir::WalkDir::new(&top)
         .into_iter()
-        .map(|e| e.unwrap().path().display().to_string())
-        .filter(|p| p.ends_with(".pyc") || p.ends_with("__pycache__"))
+        .map(|e| e.unwrap().into_path())
+        .filter(|p| p.extension().is_some_and(|e| e == "pyc"))
         .collect();
-    assert!(
-        bytecode.is_empty(),
-        "{recipe}: bytecode shipped: {bytecode:#?}"
-    );
+    if recipe == "qr-cli" {
+        assert!(bytecode.len() > 1000, "{recipe}: {} .pyc", bytecode.len());
+        for pyc in &bytecode {
+            let data = fs_err::read(pyc).unwrap();
+            assert_eq!(
+                data[4..8],
+                [3, 0, 0, 0],
+                "not checked-hash: {}",
+                pyc.display()
+            );
+            let cache_dir = pyc.parent().unwrap();
+            assert_eq!(cache_dir.file_name().unwrap(), "__pycache__");
+            let stem = pyc
+                .file_name()
+                .unwrap()
+                .to_str()
+                .unwrap()
+                .split('.')
+                .next()
+                .unwrap();
+            let source = cache_dir.parent().unwrap().join(format!("{stem}.py"));
+            assert!(source.is_file(), "no source for {}", pyc.display());
+        }
+    } else {
+        let caches: Vec<String> = walkdir::WalkDir::new(&top)
+            .into_iter()
+            .map(|e| e.unwrap().path().display().to_string())
+            .filter(|p| p.ends_with("__pycache__"))
+            .collect();
+        assert!(
+            bytecode.is_empty() && caches.is_empty(),
+            "{recipe}: bytecode shipped: {bytecode:#?} {caches:#?}"
+        );
+    }
 
     // The SBOM (beside the archive and inside the bundle, identical) passes
     // CycloneDX's schema and lists what pip says is installed and every

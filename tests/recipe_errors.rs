@@ -69,6 +69,15 @@ fn good_recipe_loads_and_resolves_paths() {
     let json = serde_json::to_value(&r).unwrap();
     assert_eq!(json["install"]["launchers"][0], "qr");
     assert_eq!(r.compression, hermetic::archive::Compression::Gzip);
+    assert_eq!(r.install.bytecode, hermetic::recipe::Bytecode::None);
+    let (_d, path) = dir_with(&GOOD.replace(
+        "launchers = [\"qr\"]",
+        "launchers = [\"qr\"]\nbytecode = \"checked-hash\"",
+    ));
+    assert_eq!(
+        Recipe::load(&path).unwrap().install.bytecode,
+        hermetic::recipe::Bytecode::CheckedHash
+    );
     // [archive] compression = "zstd" with and without a level.
     for (table, level) in [("", 10), ("level = 19\n", 19)] {
         let (_d, path) = dir_with(&format!(
@@ -207,6 +216,12 @@ fn semantic_errors_point_at_the_value() {
             "launchers = [\"qr\", \"lib\"]",
             9,
             vec!["`install.launchers`", "`lib`"],
+        ),
+        (
+            "launchers = [\"qr\"]",
+            "launchers = [\"qr\"]\nbytecode = \"timestamp\"",
+            10,
+            vec!["`install.bytecode`", "`timestamp`", "checked-hash"],
         ),
         (
             "command = [\"qr\", \"--help\"]",

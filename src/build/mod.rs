@@ -11,6 +11,7 @@
 //! build's outputs from the cache.
 
 pub mod assemble;
+pub mod bytecode;
 pub mod fetch;
 pub mod output;
 pub mod repair;
@@ -282,6 +283,13 @@ async fn build_target(
     relocate::relocate(&top, &paths, &ctx.python_exe)?;
     write_launchers(&top, &target.launchers, &ctx.python_exe)?;
     output::prune(&top, &target.prune, &target.launchers)?;
+    if target.install.bytecode == crate::recipe::Bytecode::CheckedHash {
+        phase.set_message(format!(
+            "glibc {}: compiling checked-hash bytecode",
+            target.glibc
+        ));
+        bytecode::compile(ctx, &builder.image_id, &python, &top).await?;
+    }
     let hits = relocate::scan(&top, &paths)?;
     let forbidden: Vec<String> = relocate::forbidden_hits(&hits, &paths)
         .iter()
