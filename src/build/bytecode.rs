@@ -100,7 +100,8 @@ pub async fn compile(
             )
             .await?;
         let cmd = format!(
-            "PYTHONHASHSEED=0 {} -I /tmp/hermetic-bytecode/compile.py {SRC} {OUT}",
+            // -s -S rather than -I: isolated mode would ignore PYTHONHASHSEED.
+            "PYTHONHASHSEED=0 {} -s -S /tmp/hermetic-bytecode/compile.py {SRC} {OUT}",
             super::fetch::shell_quote(python)
         );
         let out = container.exec(&ExecSpec::shell(cmd)).await?;
