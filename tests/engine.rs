@@ -368,6 +368,22 @@ async fn copy_in_does_not_carry_the_host_umask() {
     );
 }
 
+/// Runs `hermetic gc <extra> --json`, which must succeed; its report.
+fn gc_json(extra: &[&str]) -> serde_json::Value {
+    let out = Command::new(common::hermetic_bin())
+        .arg("gc")
+        .args(extra)
+        .arg("--json")
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice(&out.stdout).unwrap()
+}
+
 #[tokio::test]
 async fn gc_removes_leftovers_of_killed_processes_but_not_live_ones() {
     let Some(engine) = common::engine_or_skip("gc_leftovers").await else {
@@ -402,11 +418,7 @@ async fn gc_removes_leftovers_of_killed_processes_but_not_live_ones() {
     }
     tokio::time::sleep(Duration::from_millis(1500)).await;
     // Live: gc keeps it.
-    let out = Command::new(common::hermetic_bin())
-        .args(["gc", "--json"])
-        .output()
-        .unwrap();
-    assert!(out.status.success());
+    gc_json(&[]);
     assert!(
         !engine
             .labelled_containers(Some(&build_id))
@@ -425,15 +437,7 @@ async fn gc_removes_leftovers_of_killed_processes_but_not_live_ones() {
             .unwrap()
             .is_empty()
     );
-    let out = Command::new(common::hermetic_bin())
-        .args(["gc", "--json"])
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    gc_json(&[]);
     assert!(
         engine
             .labelled_containers(Some(&build_id))
@@ -466,18 +470,7 @@ async fn gc_images_removes_derived_builders_not_in_use() {
     let committed = maker.commit(&tag, labels).await;
     maker.remove().await;
     committed.unwrap();
-    let gc = || {
-        let out = Command::new(common::hermetic_bin())
-            .args(["gc", "--images", "--json"])
-            .output()
-            .unwrap();
-        assert!(
-            out.status.success(),
-            "{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        serde_json::from_slice::<serde_json::Value>(&out.stdout).unwrap()
-    };
+    let gc = || gc_json(&["--images"]);
     let named = |report: &serde_json::Value, field: &str| {
         report[field]
             .as_array()
