@@ -6,8 +6,10 @@ use std::io::Write;
 
 use serde::Serialize;
 
-use crate::catalog::{self, Glibc};
+use crate::builder;
+use crate::catalog;
 use crate::engine::{self, ConnectOptions, ContainerSpec, Engine, ExecSpec, Network};
+use crate::glibc::Glibc;
 use crate::{Error, Outcome, Result};
 
 /// Settings every command shares.
@@ -123,11 +125,9 @@ pub async fn build(global: &GlobalSettings, s: BuildCommandSettings) -> Result<O
 /// `hermetic audit <dir|archive> --glibc X [--json]`: exit 0 when the tree
 /// complies with the baseline's policy, 1 when it does not.
 pub async fn audit(path: std::path::PathBuf, glibc: Glibc, json: bool) -> Result<Outcome> {
-    let report = tokio::task::spawn_blocking(move || {
-        crate::elf::audit::audit_path(&path, &glibc.to_string())
-    })
-    .await
-    .map_err(std::io::Error::other)??;
+    let report = tokio::task::spawn_blocking(move || crate::elf::audit::audit_path(&path, glibc))
+        .await
+        .map_err(std::io::Error::other)??;
     if json {
         print_json(&report)?;
     } else {
@@ -281,7 +281,7 @@ pub async fn verify(global: &GlobalSettings, s: VerifySettings) -> Result<Outcom
                 record.builder.image_id.clone()
             };
             let settings = crate::plan::BuildSettings {
-                glibc: vec![record.glibc.parse()?],
+                glibc: vec![record.glibc],
                 out_dir: scratch.path().to_path_buf(),
                 builder_image: Some(builder.clone()),
                 smoke_suite: None,
@@ -377,7 +377,7 @@ pub async fn connect(global: &GlobalSettings) -> Result<Engine> {
 /// `hermetic images list [--json]`.
 pub async fn images_list(global: &GlobalSettings, json: bool) -> Result<Outcome> {
     let engine = connect(global).await?;
-    let rows = catalog::list(&engine).await?;
+    let rows = builder::list(&engine).await?;
     if json {
         print_json(&rows)?;
     } else {
@@ -429,11 +429,11 @@ pub async fn images_build(
         kind: &'static str,
         name: String,
         #[serde(flatten)]
-        image: catalog::ReadyImage,
+        image: builder::ReadyImage,
     }
     let mut rows = Vec::new();
     for suite in &settings.bases {
-        let image = catalog::ensure_base(&engine, suite, settings.force).await?;
+        let image = builder::ensure_base(&engine, suite, settings.force).await?;
         rows.push(Row {
             kind: "base",
             name: suite.clone(),
@@ -441,7 +441,7 @@ pub async fn images_build(
         });
     }
     for glibc in &settings.glibc {
-        let image = catalog::build_local_builder(&engine, *glibc, settings.force).await?;
+        let image = builder::build_local_builder(&engine, *glibc, settings.force).await?;
         rows.push(Row {
             kind: "builder",
             name: format!("glibc {glibc}"),
@@ -472,7 +472,7 @@ pub async fn exec(global: &GlobalSettings, settings: ExecSettings) -> Result<Out
     let mut engine = connect(global).await?;
     engine.set_stream_output(true);
     let builder =
-        catalog::resolve_builder(&engine, settings.glibc, settings.builder_image.as_deref())
+        builder::resolve_builder(&engine, settings.glibc, settings.builder_image.as_deref())
             .await?;
     let network = if settings.network {
         Network::Default

@@ -6,7 +6,7 @@ use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand};
 use hermetic::app;
-use hermetic::catalog::Glibc;
+use hermetic::glibc::Glibc;
 
 /// Self-contained, relocatable Python application bundles for any Linux newer
 /// than a chosen glibc baseline.

@@ -26,6 +26,10 @@ pub enum Error {
     #[error(transparent)]
     Catalog(#[from] crate::catalog::CatalogError),
     #[error(transparent)]
+    Builder(#[from] crate::builder::BuilderError),
+    #[error(transparent)]
+    Glibc(#[from] crate::glibc::GlibcError),
+    #[error(transparent)]
     Elf(#[from] crate::elf::ElfError),
     #[error(transparent)]
     Archive(#[from] crate::archive::ArchiveError),
@@ -57,6 +61,7 @@ impl Error {
         match self {
             Error::Engine(e) => e.help(),
             Error::Catalog(e) => e.help(),
+            Error::Builder(e) => e.help(),
             Error::Plan(e) => e.help(),
             Error::Build(e) => e.help(),
             Error::Oci(e) => e.help(),

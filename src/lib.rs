@@ -9,11 +9,13 @@
 pub mod app;
 pub mod archive;
 pub mod build;
+pub mod builder;
 pub mod bundle;
 pub mod catalog;
 pub mod elf;
 pub mod engine;
 pub mod error;
+pub mod glibc;
 pub mod manifest;
 pub mod oci;
 pub mod paths;

@@ -6,6 +6,7 @@
 use serde::{Deserialize, Serialize};
 
 use crate::bundle::{FetchedInput, OsPackage};
+use crate::glibc::Glibc;
 
 /// Format version of the record. 2: the derived builder's image ID is no
 /// longer recorded (it is remade from the recorded packages, and its ID
@@ -20,7 +21,7 @@ pub struct BuildRecord {
     pub hermetic_version: String,
     pub name: String,
     pub version: String,
-    pub glibc: String,
+    pub glibc: Glibc,
     pub recipe: RecordedRecipe,
     pub source_tree_sha256: String,
     pub builder: RecordedBuilder,
@@ -48,7 +49,7 @@ pub struct RecordedBuilder {
     pub reference: String,
     pub image_id: String,
     /// The glibc found inside it.
-    pub glibc: String,
+    pub glibc: Glibc,
 }
 
 /// One output file.
@@ -86,7 +87,7 @@ pub(crate) fn sample_record() -> BuildRecord {
         hermetic_version: "0.1.0".into(),
         name: "demo".into(),
         version: "1.0".into(),
-        glibc: "2.31".into(),
+        glibc: Glibc::new(2, 31),
         recipe: RecordedRecipe {
             path: "hermetic.toml".into(),
             sha256: "aa".repeat(32),
@@ -95,7 +96,7 @@ pub(crate) fn sample_record() -> BuildRecord {
         builder: RecordedBuilder {
             reference: "hermetic/builder:glibc2.31-x".into(),
             image_id: format!("sha256:{}", "cc".repeat(32)),
-            glibc: "2.31".into(),
+            glibc: Glibc::new(2, 31),
         },
         system_packages: vec![OsPackage {
             name: "libyaml-dev".into(),

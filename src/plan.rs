@@ -8,7 +8,7 @@ use std::path::PathBuf;
 use serde::Serialize;
 
 use crate::bundle::{FetchedInput, OsPackage};
-use crate::catalog::Glibc;
+use crate::glibc::Glibc;
 
 /// Everything `hermetic build` will do.
 #[derive(Debug, Clone, Serialize)]
@@ -165,12 +165,6 @@ pub struct BuildSettings {
 /// Errors turning a recipe into a plan.
 #[derive(Debug, thiserror::Error)]
 pub enum PlanError {
-    #[error("{}: glibc baseline `{value}` is invalid: {reason}", recipe.display())]
-    Baseline {
-        recipe: PathBuf,
-        value: String,
-        reason: String,
-    },
     #[error("no runtime image newer than glibc {glibc} to smoke-test on (newest: {newest})")]
     NoNewerRuntime { glibc: Glibc, newest: String },
     #[error("{}: paths must be inside the recipe directory: {path}", recipe.display())]
@@ -201,16 +195,7 @@ pub fn from_recipe(
 ) -> Result<BuildPlan, PlanError> {
     let catalog = crate::catalog::Catalog::embedded()?;
     let baselines = if settings.glibc.is_empty() {
-        vec![
-            recipe
-                .glibc
-                .parse::<Glibc>()
-                .map_err(|e| PlanError::Baseline {
-                    recipe: recipe.path.clone(),
-                    value: recipe.glibc.clone(),
-                    reason: e.to_string(),
-                })?,
-        ]
+        vec![recipe.glibc]
     } else {
         settings.glibc.clone()
     };

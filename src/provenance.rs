@@ -117,7 +117,7 @@ pub fn statement(record: &BuildRecord, record_name: &str, record_sha256: &str) -
         })
         .collect();
 
-    let distro = crate::catalog::distro_for_glibc(&record.builder.glibc);
+    let distro = record.builder.glibc.distro_id();
     let mut deps = Vec::new();
     deps.push(ResourceDescriptor {
         name: Some("source".into()),
@@ -133,7 +133,7 @@ pub fn statement(record: &BuildRecord, record_name: &str, record_sha256: &str) -
     let mut builder_notes = note(&[
         ("hermetic:image-reference", &record.builder.reference),
         ("hermetic:image-id", &record.builder.image_id),
-        ("hermetic:glibc", &record.builder.glibc),
+        ("hermetic:glibc", &record.builder.glibc.to_string()),
     ]);
     builder_notes.insert("hermetic:distro".into(), distro.into());
     deps.push(ResourceDescriptor {

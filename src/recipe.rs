@@ -60,6 +60,8 @@ use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 use toml::Spanned;
 
+use crate::glibc::Glibc;
+
 /// Errors reading a recipe.
 #[derive(Debug, thiserror::Error)]
 pub enum RecipeError {
@@ -257,8 +259,8 @@ pub struct LoadedRecipe {
     pub sha256: String,
     pub name: String,
     pub version: String,
-    /// Default glibc baseline, `2.N`.
-    pub glibc: String,
+    /// Default glibc baseline.
+    pub glibc: Glibc,
     /// Runtime Python version, `3.N` or `3.N.M`.
     pub python: String,
     /// The recipe's own fallback for SOURCE_DATE_EPOCH.
@@ -484,18 +486,19 @@ impl Recipe {
                 ));
             }
         };
-        check(
-            cx,
-            &app.glibc,
-            "app.glibc",
-            is_dotted(app.glibc.get_ref(), "2", 1),
-            || {
-                format!(
-                    "`{}` is not a glibc baseline like \"2.31\"",
-                    app.glibc.get_ref()
-                )
-            },
-        )?;
+        let glibc = match app.glibc.get_ref().parse::<Glibc>() {
+            Ok(g) if is_dotted(app.glibc.get_ref(), "2", 1) => g,
+            _ => {
+                return Err(cx.invalid(
+                    app.glibc.span(),
+                    "app.glibc",
+                    &format!(
+                        "`{}` is not a glibc baseline like \"2.31\"",
+                        app.glibc.get_ref()
+                    ),
+                ));
+            }
+        };
         check(
             cx,
             &app.python,
@@ -691,7 +694,7 @@ impl Recipe {
             sha256,
             name: app.name.into_inner(),
             version,
-            glibc: app.glibc.into_inner(),
+            glibc,
             python: app.python.into_inner(),
             source_date_epoch: app.source_date_epoch,
             install: InstallSettings {

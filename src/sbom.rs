@@ -427,7 +427,8 @@ fn bundle_component(meta: &BundleMeta) -> Component {
         Some(purl.clone()),
     );
     component.purl = purl_of(&purl);
-    let mut props = vec![(prop::GLIBC, meta.glibc.as_str())];
+    let glibc = meta.glibc.to_string();
+    let mut props = vec![(prop::GLIBC, glibc.as_str())];
     props.extend(meta.launchers.iter().map(|l| (prop::LAUNCHER, l.as_str())));
     props.push((prop::RECIPE_SHA256, &meta.recipe_sha256));
     if let Some(tree) = &meta.source_tree_sha256 {

@@ -26,7 +26,7 @@ fn glibc_2_34_symbol_fails_2_31_and_passes_2_36() {
     let tree = dir.path().join("tree");
     cc(&tree, MAIN, "bin/app", &[]);
 
-    let r = audit_path(&tree, "2.31").unwrap();
+    let r = audit_path(&tree, "2.31".parse().unwrap()).unwrap();
     assert!(!r.compliant);
     assert!(
         findings(&r, "bin/app").contains(&Finding::SymbolVersionTooNew {
@@ -50,9 +50,12 @@ fn glibc_2_34_symbol_fails_2_31_and_passes_2_36() {
         "{text}"
     );
 
-    let r = audit_path(&tree, "2.36").unwrap();
+    let r = audit_path(&tree, "2.36".parse().unwrap()).unwrap();
     assert!(r.compliant, "{}", r.render_text());
-    assert_eq!(r.lowest_baseline.as_deref(), Some("2.34"));
+    assert_eq!(
+        r.lowest_baseline.map(|g| g.to_string()).as_deref(),
+        Some("2.34")
+    );
 }
 
 #[test]
@@ -80,9 +83,12 @@ fn memcpy_only_library_runs_on_2_17() {
         .unwrap();
     assert_eq!(v214.symbols, ["memcpy"]);
 
-    let r = audit_path(dir.path(), "2.17").unwrap();
+    let r = audit_path(dir.path(), "2.17".parse().unwrap()).unwrap();
     assert!(r.compliant, "{}", r.render_text());
-    assert_eq!(r.lowest_baseline.as_deref(), Some("2.17"));
+    assert_eq!(
+        r.lowest_baseline.map(|g| g.to_string()).as_deref(),
+        Some("2.17")
+    );
     assert_eq!(r.lowest_policy.as_deref(), Some("manylinux_2_17"));
 }
 
@@ -104,7 +110,7 @@ fn non_policy_library_rpath_and_resolution_findings() {
         &["-Wl,-rpath,/opt/vendor/lib:$ORIGIN/../lib"],
     );
 
-    let r = audit_path(&tree, "2.36").unwrap();
+    let r = audit_path(&tree, "2.36".parse().unwrap()).unwrap();
     assert!(findings(&r, "bin/good").is_empty(), "{}", r.render_text());
     assert_eq!(
         findings(&r, "bin/norpath"),
@@ -122,11 +128,14 @@ fn non_policy_library_rpath_and_resolution_findings() {
     );
     assert!(!r.compliant);
     // Layout findings do not change the baseline the symbols need.
-    assert_eq!(r.lowest_baseline.as_deref(), Some("2.34"));
+    assert_eq!(
+        r.lowest_baseline.map(|g| g.to_string()).as_deref(),
+        Some("2.34")
+    );
 
     // Without the library in the tree, the host would have to provide it.
     std::fs::remove_file(tree.join("lib/libfix.so.1")).unwrap();
-    let r = audit_path(&tree, "2.36").unwrap();
+    let r = audit_path(&tree, "2.36".parse().unwrap()).unwrap();
     assert_eq!(
         findings(&r, "bin/good"),
         [Finding::LibraryNotAllowed {
@@ -161,7 +170,7 @@ fn archives_are_read_without_extracting_and_match_the_directory() {
     std::os::unix::fs::symlink("libfix.so.1.0", tree.join("lib/libfix.so.1")).unwrap();
     fix_main(&tree, "bin/app", &link, &["-Wl,-rpath,$ORIGIN/../lib"]);
 
-    let from_dir = audit_path(&tree, "2.31").unwrap();
+    let from_dir = audit_path(&tree, "2.31".parse().unwrap()).unwrap();
 
     let tgz = dir.path().join("bundle.tar.gz");
     let gz = flate2::write::GzEncoder::new(
@@ -172,7 +181,7 @@ fn archives_are_read_without_extracting_and_match_the_directory() {
     builder.follow_symlinks(false);
     builder.append_dir_all(".", &tree).unwrap();
     builder.into_inner().unwrap().finish().unwrap();
-    let from_tgz = audit_path(&tgz, "2.31").unwrap();
+    let from_tgz = audit_path(&tgz, "2.31".parse().unwrap()).unwrap();
 
     assert_eq!(from_dir.reports, from_tgz.reports);
     assert_eq!(from_dir.elf_files, 2);
@@ -200,7 +209,7 @@ fn archive_entries_outside_the_root_are_refused() {
     builder.append(&header, &b"\x7fELF"[..]).unwrap();
     builder.into_inner().unwrap();
 
-    let err = audit_path(&path, "2.31").unwrap_err();
+    let err = audit_path(&path, "2.31".parse().unwrap()).unwrap_err();
     assert!(matches!(err, ElfError::UnsafeArchiveEntry { .. }), "{err}");
     assert!(err.to_string().contains("../../etc/evil.so"), "{err}");
     assert!(!dir.path().join("etc").exists());
@@ -212,7 +221,9 @@ fn assert_corrupt(name: &str, bytes: &[u8], expect: &str) {
     let path = dir.path().join(name);
     std::fs::create_dir_all(path.parent().unwrap()).unwrap();
     std::fs::write(&path, bytes).unwrap();
-    let err = audit_path(dir.path(), "2.31").unwrap_err().to_string();
+    let err = audit_path(dir.path(), "2.31".parse().unwrap())
+        .unwrap_err()
+        .to_string();
     assert!(err.contains(name), "error does not name {name}: {err}");
     assert!(err.contains(expect), "{name}: {err}");
 }
@@ -241,7 +252,9 @@ fn corrupt_inputs_are_errors_naming_the_file() {
 #[test]
 fn unknown_baseline_is_an_error_listing_known_ones() {
     let dir = tempfile::tempdir().unwrap();
-    let err = audit_path(dir.path(), "2.30").unwrap_err().to_string();
+    let err = audit_path(dir.path(), "2.30".parse().unwrap())
+        .unwrap_err()
+        .to_string();
     assert!(
         err.contains("2.30") && err.contains("2.28") && err.contains("2.31"),
         "{err}"

@@ -74,8 +74,8 @@ fn vendors_a_non_policy_library_and_the_moved_bundle_runs() {
     let bundle = dir.path().join("bundle");
     fix_main(&bundle, "bin/app", &link, &["-Wl,-rpath,/build/prefix/lib"]);
 
-    let policy = Policy::for_glibc("2.36").unwrap();
-    let before = audit_path(&bundle, "2.36").unwrap();
+    let policy = Policy::for_name("2.36").unwrap();
+    let before = audit_path(&bundle, "2.36".parse().unwrap()).unwrap();
     assert!(!before.compliant);
 
     let tree = Tree::scan(&bundle).unwrap();
@@ -105,7 +105,7 @@ fn vendors_a_non_policy_library_and_the_moved_bundle_runs() {
         String::from_utf8_lossy(&out.stderr)
     );
 
-    let after = audit_path(&bundle, "2.36").unwrap();
+    let after = audit_path(&bundle, "2.36".parse().unwrap()).unwrap();
     assert!(after.compliant, "{}", after.render_text());
     for lib in &plan.vendored {
         assert!(bundle.join(&lib.dest).is_file());

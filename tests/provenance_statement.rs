@@ -17,7 +17,7 @@ fn record() -> BuildRecord {
         hermetic_version: "0.1.0".into(),
         name: "pyyaml-demo".into(),
         version: "1.2".into(),
-        glibc: "2.31".into(),
+        glibc: "2.31".parse().unwrap(),
         recipe: RecordedRecipe {
             path: "hermetic.toml".into(),
             sha256: "a1".repeat(32),
@@ -26,7 +26,7 @@ fn record() -> BuildRecord {
         builder: RecordedBuilder {
             reference: "quay.io/pypa/manylinux_2_28_x86_64@sha256:".to_string() + &"c3".repeat(32),
             image_id: format!("sha256:{}", "d4".repeat(32)),
-            glibc: "2.28".into(),
+            glibc: "2.28".parse().unwrap(),
         },
         system_packages: vec![OsPackage {
             name: "libyaml-devel".into(),

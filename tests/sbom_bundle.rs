@@ -195,7 +195,7 @@ fn fixture_bundle(root: &Path) -> PathBuf {
         format: BundleMeta::FORMAT,
         name: NAME.into(),
         version: "1.2.3".into(),
-        glibc: "2.31".into(),
+        glibc: "2.31".parse().unwrap(),
         launchers: vec![NAME.into()],
         python: PythonRuntime {
             version: "3.11.9".into(),

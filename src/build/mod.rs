@@ -24,11 +24,13 @@ use serde::Serialize;
 use tracing::{info, instrument};
 
 use crate::archive::{self, ArchiveError};
+use crate::builder::{self, BuilderError};
 use crate::bundle::relocate::{self, BuildPaths, RelocateError};
 use crate::bundle::{self, BundleMeta};
-use crate::catalog::{self, CatalogError, Glibc};
+use crate::catalog::{self, CatalogError};
 use crate::elf::ElfError;
 use crate::engine::{Engine, EngineError, ExecOutput};
+use crate::glibc::Glibc;
 use crate::plan::{BuildPlan, ReplayError, TargetPlan};
 use crate::progress::Phase;
 
@@ -68,7 +70,7 @@ pub struct TargetReport {
     /// The in-toto statement with the SLSA provenance predicate.
     pub provenance: String,
     pub cached: bool,
-    pub builder: Option<catalog::ResolvedBuilder>,
+    pub builder: Option<builder::ResolvedBuilder>,
     pub vendored_libs: usize,
     pub smoke: Option<smoke::SmokeReport>,
     pub phases_ms: Vec<(String, u64)>,
@@ -155,7 +157,7 @@ async fn build_target(
         format!("glibc {}: checking the builder image", target.glibc),
     );
     let builder =
-        catalog::resolve_builder(ctx.engine, target.glibc, target.builder_override.as_deref())
+        builder::resolve_builder(ctx.engine, target.glibc, target.builder_override.as_deref())
             .await?;
     phase.finish();
     timed("resolve", started);
@@ -301,7 +303,7 @@ async fn build_target(
 
     // The repair's promise, checked on the finished tree: every ELF file
     // complies with the baseline's policy.
-    let policy = crate::elf::policy::Policy::for_glibc(&target.glibc.to_string())?;
+    let policy = crate::elf::policy::Policy::for_glibc(target.glibc)?;
     let tree = crate::elf::tree::Tree::scan(&top)?;
     let audit = crate::elf::audit::audit(&tree, policy)?;
     if !audit.compliant {
@@ -321,7 +323,7 @@ async fn build_target(
         format: BundleMeta::FORMAT,
         name: plan.name.clone(),
         version: plan.version.clone(),
-        glibc: target.glibc.to_string(),
+        glibc: target.glibc,
         launchers: target.launchers.clone(),
         python: bundle::meta::PythonRuntime {
             version: python_full_version(&builder, &ctx.python_version),
@@ -417,13 +419,17 @@ fn plan_has_project(target: &TargetPlan) -> bool {
     target.install.project.is_some()
 }
 
-fn catalog_python(builder: &catalog::ResolvedBuilder) -> Option<catalog::PythonSource> {
+fn catalog_python(builder: &builder::ResolvedBuilder) -> Option<catalog::PythonSource> {
     (builder.source == catalog::Source::Local)
-        .then(|| catalog::Catalog::embedded().ok().map(|c| c.local.python))
+        .then(|| {
+            catalog::Catalog::embedded()
+                .ok()
+                .map(|c| c.local.python.clone())
+        })
         .flatten()
 }
 
-fn python_full_version(builder: &catalog::ResolvedBuilder, short: &str) -> String {
+fn python_full_version(builder: &builder::ResolvedBuilder, short: &str) -> String {
     catalog_python(builder)
         .map(|p| p.version)
         .unwrap_or_else(|| short.to_string())
@@ -570,6 +576,8 @@ pub enum BuildError {
     #[error(transparent)]
     Catalog(#[from] CatalogError),
     #[error(transparent)]
+    Builder(#[from] BuilderError),
+    #[error(transparent)]
     Archive(#[from] ArchiveError),
     #[error(transparent)]
     Elf(#[from] ElfError),
@@ -587,6 +595,7 @@ impl BuildError {
         match self {
             BuildError::Engine(e) => e.help(),
             BuildError::Catalog(e) => e.help(),
+            BuildError::Builder(e) => e.help(),
             BuildError::Step { .. } => {
                 Some("rerun with -v to stream the container's output".into())
             }

@@ -8,8 +8,8 @@ use serde::{Deserialize, Serialize};
 use super::fetch::DerivedImage;
 use super::{BuildContext, BuildError, TargetReport};
 use crate::archive::{self, ArchiveOptions};
+use crate::builder::ResolvedBuilder;
 use crate::bundle::{FetchedInput, NativeFile};
-use crate::catalog::ResolvedBuilder;
 use crate::manifest::{
     BuildRecord, RECORD_FORMAT, RecordedBuilder, RecordedOutput, RecordedRecipe,
 };
@@ -95,7 +95,7 @@ pub fn native_files(top: &Path, collect: &[CollectPlan]) -> Result<Vec<NativeFil
 
 /// The builder's distro, for purl qualifiers (`debian-11`, …).
 pub fn distro_of(builder: &ResolvedBuilder) -> String {
-    crate::catalog::distro_for_glibc(&builder.found.to_string()).to_string()
+    builder.found.distro_id().to_string()
 }
 
 /// Writes the archive and build record for one target into `staging`.
@@ -147,7 +147,7 @@ pub fn stage(
         hermetic_version: env!("CARGO_PKG_VERSION").to_string(),
         name: plan.name.clone(),
         version: plan.version.clone(),
-        glibc: target.glibc.to_string(),
+        glibc: target.glibc,
         recipe: RecordedRecipe {
             path: recipe_display(plan),
             sha256: plan.recipe_sha256.clone(),
@@ -156,7 +156,7 @@ pub fn stage(
         builder: RecordedBuilder {
             reference: builder.reference.clone(),
             image_id: builder.image_id.clone(),
-            glibc: builder.found.to_string(),
+            glibc: builder.found,
         },
         system_packages: derived.packages.clone(),
         inputs: inputs.to_vec(),

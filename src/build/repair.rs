@@ -14,11 +14,11 @@ use tokio::runtime::Handle;
 use super::assemble::{bundle_dir, run};
 use super::{BuildContext, BuildError};
 use crate::bundle::{OsPackage, VendoredLib};
-use crate::catalog::Glibc;
 use crate::elf::repair::{LibraryResolver, ResolvedLib};
 use crate::elf::search::SearchPath;
 use crate::elf::{ElfError, policy::Policy, tree::Tree};
 use crate::engine::{Container, EngineError};
+use crate::glibc::Glibc;
 
 /// The loader's default directories on the builders hermetic knows.
 const DEFAULT_DIRS: &[&str] = &[
@@ -118,7 +118,7 @@ pub async fn repair(
     crate::archive::unpack_safe(fs_err::File::open(&tar)?, &tree_dir, 64 << 30)?;
     let top = tree_dir.join(&ctx.plan.name);
     let tree = Tree::scan(&top)?;
-    let policy = Policy::for_glibc(&glibc.to_string())?;
+    let policy = Policy::for_glibc(glibc)?;
 
     let ld_cache = parse_ld_cache(&run(container, "read ld.so.cache", "ldconfig -p").await?);
     let mut resolver = ContainerResolver {

@@ -8,7 +8,8 @@ use std::path::Path;
 use serde::Serialize;
 
 use super::{BuildContext, BuildError};
-use crate::catalog::{self, Catalog};
+use crate::builder;
+use crate::catalog::Catalog;
 use crate::elf::policy::Policy;
 use crate::engine::Container;
 use crate::engine::{ContainerSpec, ExecSpec, Network};
@@ -42,7 +43,7 @@ pub async fn run(
 ) -> Result<SmokeReport, BuildError> {
     let catalog = Catalog::embedded()?;
     catalog.runtime(suite)?;
-    let base = catalog::runtime_base(ctx.engine, suite).await?;
+    let base = builder::runtime_base(ctx.engine, suite).await?;
     let spec = ContainerSpec {
         image: base.image_id.clone(),
         build_id: ctx.build_id.clone(),
@@ -163,7 +164,7 @@ mod tests {
 
     #[test]
     fn linkage_output_is_judged() {
-        let policy = Policy::for_glibc("2.31").unwrap();
+        let policy = Policy::for_name("2.31").unwrap();
         let out = "== ./python/runtime/lib/python3.11/lib-dynload/_ssl.so
 \tlinux-vdso.so.1 (0x00007ffc)
 \tlibssl-f39abf7f.so.1.1 => /tmp/x y/app/lib/libssl-f39abf7f.so.1.1 (0x00007f)

@@ -17,7 +17,7 @@ pub struct BundleMeta {
     pub name: String,
     pub version: String,
     /// glibc baseline, e.g. "2.31".
-    pub glibc: String,
+    pub glibc: crate::glibc::Glibc,
     /// Entry points exposed as launchers at the bundle top.
     pub launchers: Vec<String>,
     pub python: PythonRuntime,

@@ -17,6 +17,7 @@ use super::policy::Policy;
 use super::reader::ElfFacts;
 use super::search::is_origin_relative;
 use super::tree::{Resolution, Tree};
+use crate::glibc::Glibc;
 
 /// One problem in one file.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -112,7 +113,7 @@ pub struct AuditReport {
     /// The directory or archive audited.
     pub root: String,
     /// The baseline audited against, e.g. `2.31`.
-    pub glibc: String,
+    pub glibc: Glibc,
     /// Its policy, e.g. `manylinux_2_31`.
     pub policy: String,
     /// Files and links in the tree.
@@ -126,7 +127,7 @@ pub struct AuditReport {
     /// The oldest glibc baseline with no policy findings (e.g. `2.17`);
     /// `None` when not even the newest policy is met. Layout findings are
     /// baseline-independent and do not move it.
-    pub lowest_baseline: Option<String>,
+    pub lowest_baseline: Option<Glibc>,
     /// The policy of `lowest_baseline`.
     pub lowest_policy: Option<String>,
 }
@@ -162,8 +163,8 @@ impl AuditReport {
 }
 
 /// Audits a directory, `.tar`, `.tar.gz`/`.tgz` or single file against the
-/// baseline `glibc` (e.g. `2.31`).
-pub fn audit_path(path: &Path, glibc: &str) -> Result<AuditReport, ElfError> {
+/// baseline `glibc`.
+pub fn audit_path(path: &Path, glibc: Glibc) -> Result<AuditReport, ElfError> {
     let policy = Policy::for_glibc(glibc)?;
     let tree = Tree::scan(path)?;
     audit(&tree, policy)
@@ -205,13 +206,13 @@ pub fn audit(tree: &Tree, policy: &Policy) -> Result<AuditReport, ElfError> {
     })?;
     Ok(AuditReport {
         root: tree.root.to_string_lossy().into_owned(),
-        glibc: policy.glibc_string(),
+        glibc: policy.glibc,
         policy: policy.name.clone(),
         files: tree.file_count(),
         elf_files: tree.elves.len(),
         compliant: reports.is_empty(),
         reports,
-        lowest_baseline: lowest.map(Policy::glibc_string),
+        lowest_baseline: lowest.map(|p| p.glibc),
         lowest_policy: lowest.map(|p| p.name.clone()),
     })
 }
@@ -356,7 +357,7 @@ mod tests {
 
     fn run(elves: Vec<ElfFacts>, glibc: &str) -> AuditReport {
         let tree = Tree::from_parts(PathBuf::from("t"), elves, Vec::<(String, Entry)>::new());
-        audit(&tree, Policy::for_glibc(glibc).unwrap()).unwrap()
+        audit(&tree, Policy::for_name(glibc).unwrap()).unwrap()
     }
 
     #[test]
@@ -373,7 +374,10 @@ mod tests {
             text.contains("bin/app: __libc_start_main@GLIBC_2.34 from libc.so.6"),
             "{text}"
         );
-        assert_eq!(r.lowest_baseline.as_deref(), Some("2.34"));
+        assert_eq!(
+            r.lowest_baseline.map(|g| g.to_string()).as_deref(),
+            Some("2.34")
+        );
         assert!(run(vec![exe], "2.36").compliant);
     }
 
@@ -435,7 +439,10 @@ mod tests {
             ]
         );
         // Layout findings do not move the baseline.
-        assert_eq!(r.lowest_baseline.as_deref(), Some("2.5"));
+        assert_eq!(
+            r.lowest_baseline.map(|g| g.to_string()).as_deref(),
+            Some("2.5")
+        );
     }
 
     #[test]

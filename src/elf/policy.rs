@@ -15,6 +15,7 @@ use std::sync::OnceLock;
 use serde::Deserialize;
 
 use super::ElfError;
+use crate::glibc::Glibc;
 
 /// Source: pypa/auditwheel `src/auditwheel/policy/manylinux-policy.json` (MIT).
 const POLICY_JSON: &str = include_str!("manylinux-policy.json");
@@ -29,8 +30,8 @@ pub struct Policy {
     pub name: String,
     /// Legacy names, e.g. `manylinux2014`.
     pub aliases: Vec<String>,
-    /// The glibc baseline, e.g. `(2, 31)`.
-    pub glibc: (u32, u32),
+    /// The glibc baseline, e.g. 2.31.
+    pub glibc: Glibc,
     /// auditwheel's priority: higher is older (more compatible).
     pub priority: i64,
     /// Allowed versions per namespace (`GLIBC` -> {`2.2.5`, …, `2.31`}).
@@ -110,11 +111,16 @@ impl Policy {
             })
     }
 
-    /// The policy for a glibc baseline, given as `2.31`, `manylinux_2_31`
-    /// or a legacy alias such as `manylinux2014`.
-    pub fn for_glibc(glibc: &str) -> Result<&'static Policy, ElfError> {
+    /// The policy for a glibc baseline.
+    pub fn for_glibc(glibc: Glibc) -> Result<&'static Policy, ElfError> {
+        Self::for_name(&glibc.to_string())
+    }
+
+    /// The policy named `2.31`, `manylinux_2_31` or a legacy alias such as
+    /// `manylinux2014`.
+    pub fn for_name(name: &str) -> Result<&'static Policy, ElfError> {
         let all = Self::all()?;
-        let wanted = glibc.trim();
+        let wanted = name.trim();
         all.iter()
             .find(|p| {
                 p.glibc_string() == wanted
@@ -122,7 +128,7 @@ impl Policy {
                     || p.aliases.iter().any(|a| a == wanted)
             })
             .ok_or_else(|| ElfError::UnknownBaseline {
-                glibc: glibc.to_owned(),
+                glibc: name.to_owned(),
                 known: all
                     .iter()
                     .map(Policy::glibc_string)
@@ -133,7 +139,7 @@ impl Policy {
 
     /// The baseline as the CLI spells it, e.g. `2.31`.
     pub fn glibc_string(&self) -> String {
-        format!("{}.{}", self.glibc.0, self.glibc.1)
+        self.glibc.to_string()
     }
 
     /// Whether the host may provide `library` under this policy.
@@ -178,7 +184,7 @@ fn load(json: &str) -> Result<Vec<Policy>, String> {
         };
         let glibc = glibc
             .split_once('_')
-            .and_then(|(a, b)| Some((a.parse().ok()?, b.parse().ok()?)))
+            .and_then(|(a, b)| Some(Glibc::new(a.parse().ok()?, b.parse().ok()?)))
             .ok_or_else(|| format!("policy name {} has no glibc version", p.name))?;
         let symbol_versions = p
             .symbol_versions
@@ -225,14 +231,20 @@ mod tests {
 
     #[test]
     fn baseline_lookup_accepts_version_name_and_alias() {
-        assert_eq!(Policy::for_glibc("2.31").unwrap().name, "manylinux_2_31");
-        assert_eq!(Policy::for_glibc("manylinux_2_28").unwrap().glibc, (2, 28));
-        assert_eq!(Policy::for_glibc("manylinux2014").unwrap().glibc, (2, 17));
+        assert_eq!(Policy::for_name("2.31").unwrap().name, "manylinux_2_31");
+        assert_eq!(
+            Policy::for_name("manylinux_2_28").unwrap().glibc,
+            Glibc::new(2, 28)
+        );
+        assert_eq!(
+            Policy::for_name("manylinux2014").unwrap().glibc,
+            Glibc::new(2, 17)
+        );
     }
 
     #[test]
     fn unknown_baseline_lists_the_known_ones() {
-        let err = Policy::for_glibc("2.99").unwrap_err().to_string();
+        let err = Policy::for_name("2.99").unwrap_err().to_string();
         assert!(
             err.contains("2.99") && err.contains("2.17") && err.contains("2.41"),
             "{err}"
@@ -241,7 +253,7 @@ mod tests {
 
     #[test]
     fn versions_are_set_membership_per_library_family() {
-        let p = Policy::for_glibc("2.31").unwrap();
+        let p = Policy::for_name("2.31").unwrap();
         assert!(p.allows_version("libc.so.6", "GLIBC_2.14"));
         assert!(!p.allows_version("libc.so.6", "GLIBC_2.34"));
         assert!(!p.allows_version("libc.so.6", "GLIBC_PRIVATE"));
@@ -251,7 +263,7 @@ mod tests {
         assert!(p.allows_version("libssl.so.3", "OPENSSL_3.0.0"));
         assert!(!p.allows_version("libstdc++.so.6", "GLIBCXX_3.4.30"));
         assert!(
-            Policy::for_glibc("2.36")
+            Policy::for_name("2.36")
                 .unwrap()
                 .allows_version("libc.so.6", "GLIBC_2.34")
         );
@@ -259,7 +271,7 @@ mod tests {
 
     #[test]
     fn whitelist_blacklist_and_dynamic_linker() {
-        let p = Policy::for_glibc("2.17").unwrap();
+        let p = Policy::for_name("2.17").unwrap();
         assert!(p.allows_library("libc.so.6"));
         assert!(p.allows_library("ld-linux-x86-64.so.2"));
         assert!(!p.allows_library("libssl.so.1.1"));
@@ -269,7 +281,7 @@ mod tests {
 
     #[test]
     fn lowest_satisfying_is_the_oldest_match() {
-        let lowest = Policy::lowest_satisfying(|p| p.glibc >= (2, 30))
+        let lowest = Policy::lowest_satisfying(|p| p.glibc >= Glibc::new(2, 30))
             .unwrap()
             .unwrap();
         assert_eq!(lowest.name, "manylinux_2_31");

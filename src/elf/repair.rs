@@ -517,7 +517,7 @@ mod tests {
     }
 
     fn policy() -> &'static Policy {
-        Policy::for_glibc("2.31").unwrap()
+        Policy::for_name("2.31").unwrap()
     }
 
     const SYS: &str = "/usr/lib/x86_64-linux-gnu";

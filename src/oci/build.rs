@@ -28,8 +28,9 @@ use super::layout::{self, LayoutWriter, descriptor};
 use super::push::{PushReport, PushTarget};
 use super::{OciError, SBOM_ARTIFACT_TYPE, annotation};
 use crate::archive::{self, ArchiveEntry, ArchiveOptions, Compression, TreeSummary};
+use crate::builder::{self, RootfsTarball};
 use crate::bundle::{BundleMeta, META_PATH, SBOM_DIR};
-use crate::catalog::{self, Catalog, Glibc};
+use crate::catalog::Catalog;
 use crate::engine::Engine;
 
 /// Default user of the image: the conventional unprivileged "nonroot" id.
@@ -285,10 +286,7 @@ pub fn rfc3339(epoch: u64) -> String {
 /// The base layer: the rootfs tarball's bytes, gzip-compressed as they are
 /// (not re-tarred). Its diff_id is the tarball's SHA-256, the catalog's pin;
 /// a tarball that no longer hashes to it is refused.
-fn base_layer(
-    rootfs: &catalog::RootfsTarball,
-    writer: &LayoutWriter,
-) -> Result<LayerReport, OciError> {
+fn base_layer(rootfs: &RootfsTarball, writer: &LayoutWriter) -> Result<LayerReport, OciError> {
     let tmp = tempfile::NamedTempFile::new_in(writer.dir()).map_err(OciError::io(writer.dir()))?;
     let input = fs_err::File::open(&rootfs.path).map_err(OciError::io(&rootfs.path))?;
     let out = std::io::BufWriter::new(tmp.as_file());
@@ -362,7 +360,7 @@ pub async fn build_image(
     let name = meta.name.clone();
     let catalog = Catalog::embedded().map_err(|source| OciError::Base {
         suite: settings.base.clone().unwrap_or_default(),
-        source,
+        source: source.into(),
     })?;
     let base_entry = match &settings.base {
         Some(suite) => catalog
@@ -380,17 +378,16 @@ pub async fn build_image(
                 known: vec![],
             })?,
     };
-    let needed: Option<Glibc> = meta.glibc.parse().ok();
-    if needed.is_some_and(|g| g > base_entry.glibc) {
+    if meta.glibc > base_entry.glibc {
         return Err(OciError::BaseTooOld {
             name: name.clone(),
-            needed: meta.glibc.clone(),
+            needed: meta.glibc.to_string(),
             suite: base_entry.suite.clone(),
             found: base_entry.glibc.to_string(),
         });
     }
     let suite = base_entry.suite.clone();
-    let rootfs = catalog::ensure_rootfs(&suite, false)
+    let rootfs = builder::ensure_rootfs(&suite, false)
         .await
         .map_err(|source| OciError::Base {
             suite: suite.clone(),

@@ -76,7 +76,7 @@ pub enum OciError {
     Base {
         suite: String,
         #[source]
-        source: crate::catalog::CatalogError,
+        source: crate::builder::BuilderError,
     },
 
     #[error("writing layer {layer}: {source}")]

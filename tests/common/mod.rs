@@ -10,8 +10,9 @@
 use std::path::PathBuf;
 use std::sync::OnceLock;
 
-use hermetic::catalog::{self, Glibc};
+use hermetic::builder;
 use hermetic::engine::{self, ConnectOptions, Engine};
+use hermetic::glibc::Glibc;
 use tokio::sync::Mutex;
 
 /// Serialises image builds across the tests of one binary.
@@ -35,7 +36,7 @@ pub async fn engine_or_skip(test: &str) -> Option<Engine> {
 /// The image ID of a runtime base (made if missing).
 pub async fn base_image(engine: &Engine, suite: &str) -> String {
     let _guard = IMAGE_LOCK.get_or_init(|| Mutex::new(())).lock().await;
-    catalog::ensure_base(engine, suite, false)
+    builder::ensure_base(engine, suite, false)
         .await
         .expect("make base image")
         .image_id
@@ -45,7 +46,7 @@ pub async fn base_image(engine: &Engine, suite: &str) -> String {
 pub async fn builder_image(engine: &Engine, glibc: &str) -> String {
     let _guard = IMAGE_LOCK.get_or_init(|| Mutex::new(())).lock().await;
     let glibc: Glibc = glibc.parse().unwrap();
-    catalog::build_local_builder(engine, glibc, false)
+    builder::build_local_builder(engine, glibc, false)
         .await
         .expect("make builder image")
         .image_id

@@ -77,7 +77,7 @@ pub fn make_bundle(parent: &Path, name: &str, version: &str, greeting: &str) -> 
         format: BundleMeta::FORMAT,
         name: name.into(),
         version: version.into(),
-        glibc: "2.31".into(),
+        glibc: "2.31".parse().unwrap(),
         launchers: vec![name.into()],
         python: PythonRuntime {
             version: "3.11.2".into(),

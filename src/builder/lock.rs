@@ -1,0 +1,97 @@
+//! The image lock (`$HERMETIC_HOME/images.lock.json`): the exact image IDs of
+//! the builders and bases made on this machine, with the inputs hash each
+//! was made from, so later builds use exactly those images and notice when
+//! the catalog has moved on.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+
+use serde::{Deserialize, Serialize};
+
+use super::BuilderError;
+
+/// The lock file.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct Lock {
+    /// Local builders, by baseline.
+    #[serde(default)]
+    pub builders: BTreeMap<String, LockedImage>,
+    /// Runtime bases, by suite.
+    #[serde(default)]
+    pub bases: BTreeMap<String, LockedImage>,
+}
+
+/// One locally made image.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LockedImage {
+    /// The tag it was made under.
+    pub tag: String,
+    /// Its image ID.
+    pub image_id: String,
+    /// The catalog inputs hash it was made from.
+    pub inputs_hash: String,
+}
+
+impl Lock {
+    /// Reads the lock file; a missing file is an empty lock.
+    pub fn load(path: &Path) -> Result<Lock, BuilderError> {
+        match fs_err::read_to_string(path) {
+            Ok(text) => serde_json::from_str(&text).map_err(|e| BuilderError::BadLock {
+                path: path.to_path_buf(),
+                reason: e.to_string(),
+            }),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(Lock::default()),
+            Err(e) => Err(BuilderError::Io(e)),
+        }
+    }
+
+    /// Writes the lock file atomically.
+    pub fn save(&self, path: &Path) -> Result<(), BuilderError> {
+        let dir = path.parent().unwrap_or(Path::new("."));
+        fs_err::create_dir_all(dir)?;
+        let mut text = serde_json::to_string_pretty(self).map_err(std::io::Error::other)?;
+        text.push('\n');
+        let tmp = tempfile::NamedTempFile::new_in(dir)?;
+        fs_err::write(tmp.path(), text)?;
+        tmp.persist(path).map_err(|e| BuilderError::Io(e.error))?;
+        Ok(())
+    }
+
+    /// Records one image under `key` in the table `pick` chooses, re-reading
+    /// the file first (another hermetic may have recorded something since).
+    pub fn record(
+        path: &Path,
+        pick: impl FnOnce(&mut Lock) -> &mut BTreeMap<String, LockedImage>,
+        key: String,
+        image: LockedImage,
+    ) -> Result<(), BuilderError> {
+        let mut lock = Lock::load(path)?;
+        pick(&mut lock).insert(key, image);
+        lock.save(path)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn records_survive_a_round_trip_and_a_missing_file_is_empty() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("images.lock.json");
+        assert!(Lock::load(&path).unwrap().builders.is_empty());
+        let image = LockedImage {
+            tag: "hermetic/builder:glibc2.31-x".into(),
+            image_id: "sha256:aa".into(),
+            inputs_hash: "bb".into(),
+        };
+        Lock::record(&path, |l| &mut l.builders, "2.31".into(), image.clone()).unwrap();
+        Lock::record(&path, |l| &mut l.bases, "trixie".into(), image.clone()).unwrap();
+        let lock = Lock::load(&path).unwrap();
+        assert_eq!(lock.builders.get("2.31"), Some(&image));
+        assert_eq!(lock.bases.get("trixie"), Some(&image));
+        fs_err::write(&path, "{not json").unwrap();
+        let err = Lock::load(&path).unwrap_err().to_string();
+        assert!(err.contains("images.lock.json"), "{err}");
+    }
+}

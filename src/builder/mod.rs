@@ -1,0 +1,162 @@
+//! Builder and runtime-base images on the engine: making local ones from
+//! Debian's mirror ([`make`], with host rootfs tarballs from [`rootfs`]),
+//! recording what was made ([`lock`]), and choosing and checking the builder
+//! a build runs in ([`resolve`]).
+//!
+//! Data flow for `hermetic images build --glibc 2.31`: the catalog entry
+//! ([`crate::catalog`]) -> its inputs hash -> if the lock names an image
+//! with that hash and the engine has it, done; otherwise mmdebstrap a
+//! minbase rootfs, import it, build the Dockerfile on top, and record the
+//! resulting image ID in the lock. A build then resolves its baseline to
+//! exactly that image ID and checks the glibc inside it.
+
+pub mod lock;
+pub mod make;
+pub mod resolve;
+pub mod rootfs;
+
+use std::path::PathBuf;
+
+pub use lock::{Lock, LockedImage};
+pub use make::{ReadyImage, build_local_builder, ensure_base};
+pub use resolve::{ListedImage, ResolvedBuilder, image_glibc, list, resolve_builder, runtime_base};
+pub use rootfs::{RootfsTarball, ensure_rootfs};
+
+use crate::catalog::CatalogError;
+use crate::engine::EngineError;
+use crate::glibc::Glibc;
+
+/// Errors making, finding and checking builder and base images.
+#[derive(Debug, thiserror::Error)]
+pub enum BuilderError {
+    /// The catalog has no such entry, or is broken.
+    #[error(transparent)]
+    Catalog(#[from] CatalogError),
+
+    /// `images build` for a baseline whose builder comes from a registry.
+    #[error("the glibc {glibc} builder is an upstream image, not one made locally")]
+    NotLocal {
+        /// The baseline asked for.
+        glibc: Glibc,
+        /// Baselines that do have local builders.
+        local: Vec<Glibc>,
+    },
+
+    /// A local builder that has not been made (or is stale, or gone).
+    #[error("local builder for glibc {glibc} is not available: {reason}")]
+    LocalMissing {
+        /// The baseline.
+        glibc: Glibc,
+        /// Why it is not usable.
+        reason: String,
+    },
+
+    /// A runtime base that has not been made.
+    #[error("runtime base image for {suite} has not been made")]
+    BaseMissing {
+        /// The suite.
+        suite: String,
+    },
+
+    /// The image's own glibc is newer than the baseline it would build for.
+    #[error("image {image} has glibc {found}, newer than the requested baseline {requested}")]
+    GlibcTooNew {
+        /// The image.
+        image: String,
+        /// The glibc inside it.
+        found: Glibc,
+        /// The baseline asked for.
+        requested: Glibc,
+    },
+
+    /// No libc in the image at any known path.
+    #[error("no libc.so.6 found in image {image}")]
+    NoLibc {
+        /// The image.
+        image: String,
+    },
+
+    /// A libc that does not say its version.
+    #[error("cannot read the glibc version from {path} in image {image}: {reason}")]
+    Libc {
+        /// The image.
+        image: String,
+        /// The libc file inside it.
+        path: String,
+        /// What went wrong.
+        reason: String,
+    },
+
+    /// Neither bootstrap tool is installed on the host.
+    #[error("neither mmdebstrap nor debootstrap is installed")]
+    NoBootstrapTool,
+
+    /// mmdebstrap/debootstrap failed.
+    #[error("making the {suite} rootfs failed ({status}); see {}", log.display())]
+    Rootfs {
+        /// The suite.
+        suite: String,
+        /// The tool's log.
+        log: PathBuf,
+        /// Its exit status.
+        status: String,
+    },
+
+    /// The lock file does not parse.
+    #[error("lock file {} is unreadable: {reason}", path.display())]
+    BadLock {
+        /// The lock file.
+        path: PathBuf,
+        /// The parse error.
+        reason: String,
+    },
+
+    /// The engine failed.
+    #[error(transparent)]
+    Engine(#[from] EngineError),
+
+    /// Hashing a tarball failed.
+    #[error(transparent)]
+    Archive(#[from] crate::archive::ArchiveError),
+
+    /// Host I/O failed (fs_err names the path).
+    #[error("{0}")]
+    Io(#[from] std::io::Error),
+}
+
+impl BuilderError {
+    /// A line the user can act on.
+    pub fn help(&self) -> Option<String> {
+        match self {
+            BuilderError::LocalMissing { glibc, .. } => {
+                Some(format!("run `hermetic images build --glibc {glibc}`"))
+            }
+            BuilderError::BaseMissing { suite } => {
+                Some(format!("run `hermetic images build --base {suite}`"))
+            }
+            BuilderError::NotLocal { local, .. } => Some(format!(
+                "local builders exist for glibc {}",
+                local
+                    .iter()
+                    .map(|g| g.to_string())
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            )),
+            BuilderError::GlibcTooNew { .. } => Some(
+                "pick a builder whose glibc is at most the baseline (`hermetic images list`), or raise --glibc"
+                    .into(),
+            ),
+            BuilderError::NoBootstrapTool => {
+                Some("install one: `apt-get install mmdebstrap`".into())
+            }
+            BuilderError::Catalog(e) => e.help(),
+            BuilderError::Engine(e) => e.help(),
+            _ => None,
+        }
+    }
+}
+
+/// Milliseconds since `started`, for reports.
+fn ms(started: std::time::Instant) -> u64 {
+    started.elapsed().as_millis() as u64
+}
