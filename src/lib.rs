@@ -16,6 +16,7 @@ pub mod elf;
 pub mod engine;
 pub mod error;
 pub mod glibc;
+pub mod json;
 pub mod manifest;
 pub mod oci;
 pub mod paths;
@@ -25,6 +26,7 @@ pub mod provenance;
 pub mod purl;
 pub mod recipe;
 pub mod sbom;
+pub mod shell;
 pub mod verify;
 
 pub use error::{Error, Outcome, Result};

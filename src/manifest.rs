@@ -62,20 +62,10 @@ pub struct RecordedOutput {
 }
 
 impl BuildRecord {
-    /// Canonical JSON bytes.
-    pub fn to_canonical_json(&self) -> Vec<u8> {
-        canonical_pretty_json(self)
+    /// Canonical JSON bytes (see [`crate::json`]).
+    pub fn to_canonical_json(&self) -> Result<Vec<u8>, crate::json::JsonError> {
+        crate::json::canonical_pretty("the build record", self)
     }
-}
-
-/// The canonical form of the documents a build writes beside its archive
-/// (record, provenance): keys sorted (through `serde_json::Value`'s ordered
-/// map), two-space indent, a final newline.
-pub fn canonical_pretty_json(doc: &impl Serialize) -> Vec<u8> {
-    let value = serde_json::to_value(doc).unwrap_or(serde_json::Value::Null);
-    let mut out = serde_json::to_vec_pretty(&value).unwrap_or_default();
-    out.push(b'\n');
-    out
 }
 
 /// A record with one of everything, for unit tests.

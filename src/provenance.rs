@@ -212,8 +212,8 @@ pub fn statement(record: &BuildRecord, record_name: &str, record_sha256: &str) -
 
 impl Statement {
     /// Canonical JSON bytes: sorted keys, two-space indent, final newline.
-    pub fn to_canonical_json(&self) -> Vec<u8> {
-        crate::manifest::canonical_pretty_json(self)
+    pub fn to_canonical_json(&self) -> Result<Vec<u8>, crate::json::JsonError> {
+        crate::json::canonical_pretty("the provenance statement", self)
     }
 
     /// Every file the statement names with a SHA-256 (subjects and
@@ -235,7 +235,7 @@ mod tests {
     #[test]
     fn statement_binds_outputs_inputs_and_the_record() {
         let s = statement(&record(), "demo.build.json", &"33".repeat(32));
-        let v: serde_json::Value = serde_json::from_slice(&s.to_canonical_json()).unwrap();
+        let v: serde_json::Value = serde_json::from_slice(&s.to_canonical_json().unwrap()).unwrap();
         assert_eq!(v["_type"], STATEMENT_TYPE);
         assert_eq!(v["predicateType"], PREDICATE_TYPE);
         assert_eq!(v["subject"][0]["digest"]["sha256"], "11".repeat(32));
@@ -263,7 +263,7 @@ mod tests {
         assert_eq!(by["name"], "demo.build.json");
         assert_eq!(by["digest"]["sha256"], "33".repeat(32));
         // Nothing that changes between runs of the same build.
-        let text = String::from_utf8(s.to_canonical_json()).unwrap();
+        let text = String::from_utf8(s.to_canonical_json().unwrap()).unwrap();
         for word in ["startedOn", "finishedOn", "invocationId"] {
             assert!(!text.contains(word), "{word} in {text}");
         }
@@ -271,11 +271,15 @@ mod tests {
 
     #[test]
     fn same_record_same_bytes_and_round_trip() {
-        let a = statement(&record(), "r.build.json", &"33".repeat(32)).to_canonical_json();
-        let b = statement(&record(), "r.build.json", &"33".repeat(32)).to_canonical_json();
+        let a = statement(&record(), "r.build.json", &"33".repeat(32))
+            .to_canonical_json()
+            .unwrap();
+        let b = statement(&record(), "r.build.json", &"33".repeat(32))
+            .to_canonical_json()
+            .unwrap();
         assert_eq!(a, b);
         let back: Statement = serde_json::from_slice(&a).unwrap();
-        assert_eq!(back.to_canonical_json(), a);
+        assert_eq!(back.to_canonical_json().unwrap(), a);
         let files = back.named_files();
         assert_eq!(files.len(), 3);
         assert_eq!(files[2], ("r.build.json".to_string(), "33".repeat(32)));

@@ -933,13 +933,18 @@ fn read_elf(path: &Path) -> Result<Option<ElfFacts>, SbomError> {
         return Ok(None);
     }
     let bytes = fs_err::read(path)?;
-    let elf = goblin::elf::Elf::parse(&bytes).map_err(|e| SbomError::Elf {
-        path: path.to_owned(),
-        reason: e.to_string(),
-    })?;
+    let facts = crate::elf::reader::read_elf(path, &bytes)
+        .map_err(|e| SbomError::Elf {
+            path: path.to_owned(),
+            reason: e.to_string(),
+        })?
+        .ok_or_else(|| SbomError::Elf {
+            path: path.to_owned(),
+            reason: "not an ELF file".into(),
+        })?;
     Ok(Some(ElfFacts {
-        needed: elf.libraries.iter().map(|s| (*s).to_owned()).collect(),
-        has_interpreter: elf.interpreter.is_some(),
+        has_interpreter: facts.is_interpreter_set(),
+        needed: facts.needed,
     }))
 }
 

@@ -463,25 +463,9 @@ fn text_diff(a: &str, b: &str) -> Vec<String> {
 /// Names the sections whose bytes differ.
 fn elf_section_diff(a: &[u8], b: &[u8]) -> Vec<String> {
     let sections = |data: &[u8]| -> Option<BTreeMap<String, Vec<u8>>> {
-        let elf = goblin::elf::Elf::parse(data).ok()?;
-        let mut map = BTreeMap::new();
-        for sh in &elf.section_headers {
-            let name = elf
-                .shdr_strtab
-                .get_at(sh.sh_name)
-                .unwrap_or("?")
-                .to_string();
-            let bytes = if sh.sh_type == goblin::elf::section_header::SHT_NOBITS {
-                Vec::new()
-            } else {
-                let start = sh.sh_offset as usize;
-                data.get(start..start.saturating_add(sh.sh_size as usize))
-                    .map(<[u8]>::to_vec)
-                    .unwrap_or_default()
-            };
-            map.insert(name, bytes);
-        }
-        Some(map)
+        crate::elf::reader::sections(Path::new("(rebuilt file)"), data)
+            .ok()
+            .flatten()
     };
     match (sections(a), sections(b)) {
         (Some(x), Some(y)) => {
@@ -600,7 +584,7 @@ mod tests {
         let mut record = crate::manifest::sample_record();
         record.outputs[0].name = "/etc/hostname".into();
         let record_path = dir.join("demo.build.json");
-        fs_err::write(&record_path, record.to_canonical_json()).unwrap();
+        fs_err::write(&record_path, record.to_canonical_json().unwrap()).unwrap();
         let err = verify_checksums(&dir).unwrap_err().to_string();
         assert!(
             err.contains("demo.build.json names `/etc/hostname`"),
@@ -633,14 +617,18 @@ mod tests {
         record.outputs[0].name = "demo.tar.gz".into();
         fs_err::write(dir.join("demo.tar.gz"), b"archive bytes").unwrap();
         record.outputs[0].sha256 = archive::sha256_file(&dir.join("demo.tar.gz")).unwrap().0;
-        let bytes = record.to_canonical_json();
+        let bytes = record.to_canonical_json().unwrap();
         fs_err::write(dir.join("demo.build.json"), &bytes).unwrap();
         let statement = crate::provenance::statement(
             &record,
             "demo.build.json",
             &archive::sha256_bytes(&bytes),
         );
-        fs_err::write(dir.join("demo.intoto.json"), statement.to_canonical_json()).unwrap();
+        fs_err::write(
+            dir.join("demo.intoto.json"),
+            statement.to_canonical_json().unwrap(),
+        )
+        .unwrap();
         let sums: Vec<(String, String)> = ["demo.tar.gz", "demo.build.json", "demo.intoto.json"]
             .iter()
             .map(|n| (n.to_string(), archive::sha256_file(&dir.join(n)).unwrap().0))
@@ -659,7 +647,7 @@ mod tests {
         let text = fs_err::read_to_string(&path).unwrap();
         let mut s: crate::provenance::Statement = serde_json::from_str(&text).unwrap();
         s.subject[0].digest.insert("sha256".into(), "0".repeat(64));
-        fs_err::write(&path, s.to_canonical_json()).unwrap();
+        fs_err::write(&path, s.to_canonical_json().unwrap()).unwrap();
         let (hash, _) = archive::sha256_file(&path).unwrap();
         let mut sums = archive::read_sha256sums(&dir.path().join(archive::SHA256SUMS)).unwrap();
         sums.retain(|(n, _)| n != "demo.intoto.json");

@@ -75,8 +75,9 @@ fn write(dir: &std::path::Path, name: &str, bytes: &[u8]) -> std::path::PathBuf 
 #[test]
 fn statement_passes_the_in_toto_bindings() {
     let dir = tempfile::tempdir().unwrap();
-    let bytes =
-        provenance::statement(&record(), "r.build.json", &"3a".repeat(32)).to_canonical_json();
+    let bytes = provenance::statement(&record(), "r.build.json", &"3a".repeat(32))
+        .to_canonical_json()
+        .unwrap();
     let path = write(dir.path(), "r.intoto.json", &bytes);
     if let Err(errors) = common::validate_intoto("statement_passes", &path) {
         panic!(
@@ -114,7 +115,9 @@ fn statement_passes_the_in_toto_bindings() {
 fn validator_rejects_broken_statements() {
     let dir = tempfile::tempdir().unwrap();
     let good: serde_json::Value = serde_json::from_slice(
-        &provenance::statement(&record(), "r.build.json", &"3a".repeat(32)).to_canonical_json(),
+        &provenance::statement(&record(), "r.build.json", &"3a".repeat(32))
+            .to_canonical_json()
+            .unwrap(),
     )
     .unwrap();
     type Breaker = fn(&mut serde_json::Value);

@@ -226,7 +226,7 @@ fn fixture_bundle(root: &Path) -> PathBuf {
     };
     write(
         &top.join("share/hermetic/bundle.json"),
-        &meta.to_canonical_json(),
+        &meta.to_canonical_json().unwrap(),
     );
     top
 }
@@ -247,7 +247,7 @@ fn read_meta(top: &Path) -> BundleMeta {
 fn write_meta(top: &Path, meta: &BundleMeta) {
     write(
         &top.join("share/hermetic/bundle.json"),
-        &meta.to_canonical_json(),
+        &meta.to_canonical_json().unwrap(),
     );
 }
 

@@ -13,7 +13,7 @@ use std::path::Path;
 
 use tracing::instrument;
 
-use super::fetch::{no_binary_arg, pip_env, shell_quote};
+use super::fetch::{no_binary_arg, pip_env};
 use super::{BuildContext, BuildError, step_failed};
 use crate::engine::{Container, ContainerSpec, ExecSpec, Network};
 use crate::plan::TargetPlan;
@@ -84,7 +84,7 @@ pub async fn assemble(
     run(container, "copy the Python runtime", &format!(
         "set -e; test -x {prefix}/bin/{exe} || {{ echo 'the builder has no {exe} under {prefix}' >&2; exit 3; }}; \
          mkdir -p {b}/python {b}/bin {b}/lib; cp -a {prefix} {rt}",
-        prefix = shell_quote(python_prefix),
+        prefix = crate::shell::quote(python_prefix),
         exe = ctx.python_exe,
     ))
     .await?;
@@ -101,7 +101,7 @@ pub async fn assemble(
             &format!(
                 "set -e; cd {WORK_DIR}; {py} -m pip install --no-index --find-links {INPUTS_DIR} --no-compile \
                  --progress-bar off --require-hashes --target {BUILD_ENV} -r {}",
-                shell_quote(req)
+                crate::shell::quote(req)
             ),
         )
         .await?;
@@ -116,14 +116,14 @@ pub async fn assemble(
     if let Some(req) = &target.install.requirements {
         let script = format!(
             "set -e; cd {WORK_DIR}; {pip} --require-hashes -r {}",
-            shell_quote(req)
+            crate::shell::quote(req)
         );
         run(container, "install pinned requirements (offline)", &script).await?;
     }
     if let Some(project) = &target.install.project {
         let script = format!(
             "set -e; cd {WORK_DIR}; {pip} --no-deps {}",
-            shell_quote(&format!("./{}", project.trim_start_matches("./")))
+            crate::shell::quote(&format!("./{}", project.trim_start_matches("./")))
         );
         run(container, "install the local project (offline)", &script).await?;
     }
@@ -141,8 +141,8 @@ pub async fn assemble(
             &format!("collect {}", c.from),
             &format!(
                 "set -e; mkdir -p \"$(dirname {dest})\"; cp -a {src} {dest}",
-                src = shell_quote(&format!("{WORK_DIR}/{}", c.from)),
-                dest = shell_quote(&format!("{b}/{}", c.to)),
+                src = crate::shell::quote(&format!("{WORK_DIR}/{}", c.from)),
+                dest = crate::shell::quote(&format!("{b}/{}", c.to)),
             ),
         )
         .await?;

@@ -102,7 +102,7 @@ pub async fn compile(
         let cmd = format!(
             // -s -S rather than -I: isolated mode would ignore PYTHONHASHSEED.
             "PYTHONHASHSEED=0 {} -s -S /tmp/hermetic-bytecode/compile.py {SRC} {OUT}",
-            super::fetch::shell_quote(python)
+            crate::shell::quote(python)
         );
         let out = container.exec(&ExecSpec::shell(cmd)).await?;
         if out.exit_code != 0 {

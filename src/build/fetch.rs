@@ -76,7 +76,7 @@ pub async fn derive_image(
                apt-get update -qq && apt-get install -y -qq --no-install-recommends {pkgs} && rm -rf /var/lib/apt/lists/*\n\
              elif command -v dnf >/dev/null; then dnf install -y {pkgs} && dnf clean all\n\
              else yum install -y {pkgs} && yum clean all; fi",
-            pkgs = sorted.iter().map(|p| shell_quote(p)).collect::<Vec<_>>().join(" ")
+            pkgs = sorted.iter().map(|p| crate::shell::quote(p)).collect::<Vec<_>>().join(" ")
         );
         let out = container.exec(&ExecSpec::shell(script)).await?;
         if out.exit_code != 0 {
@@ -308,7 +308,7 @@ async fn download(
         let cmd = format!(
             "{py} -m pip download --require-hashes --no-deps --progress-bar off {no_binary} -d {FETCH_DIR}/dl {}",
             args.join(" "),
-            py = shell_quote(python)
+            py = crate::shell::quote(python)
         );
         let out = container.exec(&ExecSpec::shell(cmd)).await?;
         if out.exit_code != 0 {
@@ -353,7 +353,7 @@ pub fn no_binary_arg(projects: &[String]) -> String {
     if projects.is_empty() {
         String::new()
     } else {
-        format!("--no-binary {}", shell_quote(&projects.join(",")))
+        format!("--no-binary {}", crate::shell::quote(&projects.join(",")))
     }
 }
 
@@ -465,18 +465,6 @@ impl BlobCache {
     }
 }
 
-/// Quotes a word for POSIX sh.
-pub fn shell_quote(s: &str) -> String {
-    if !s.is_empty()
-        && s.bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b"-_./=:+,@".contains(&b))
-    {
-        s.to_string()
-    } else {
-        format!("'{}'", s.replace('\'', "'\\''"))
-    }
-}
-
 /// Inputs by project name, for lookups.
 pub fn by_project(inputs: &[FetchedInput]) -> BTreeMap<&str, &FetchedInput> {
     inputs.iter().map(|i| (i.project.as_str(), i)).collect()
@@ -506,12 +494,5 @@ mod tests {
     #[test]
     fn names_normalise() {
         assert!(name_matches("PyYAML-6.0.1.tar.gz", "pyyaml", "6.0.1"));
-    }
-
-    #[test]
-    fn quoting() {
-        assert_eq!(shell_quote("libyaml-dev"), "libyaml-dev");
-        assert_eq!(shell_quote("a b"), "'a b'");
-        assert_eq!(shell_quote("it's"), "'it'\\''s'");
     }
 }

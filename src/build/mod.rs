@@ -346,7 +346,7 @@ async fn build_target(
     };
     let meta_path = top.join(bundle::META_PATH);
     fs_err::create_dir_all(meta_path.parent().unwrap_or(&top))?;
-    fs_err::write(&meta_path, meta.to_canonical_json())?;
+    fs_err::write(&meta_path, meta.to_canonical_json()?)?;
     let sbom = crate::sbom::generate(&top)?;
     let sbom_dir = top.join(bundle::SBOM_DIR);
     fs_err::create_dir_all(&sbom_dir)?;
@@ -585,6 +585,8 @@ pub enum BuildError {
     Relocate(#[from] RelocateError),
     #[error(transparent)]
     Sbom(#[from] crate::sbom::SbomError),
+    #[error(transparent)]
+    Json(#[from] crate::json::JsonError),
     #[error("{0}")]
     Io(#[from] std::io::Error),
 }

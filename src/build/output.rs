@@ -164,7 +164,7 @@ pub fn stage(
         outputs,
     };
     let record_name = format!("{stem}.build.json");
-    let record_bytes = record.to_canonical_json();
+    let record_bytes = record.to_canonical_json()?;
     fs_err::write(staging.join(&record_name), &record_bytes)?;
     files.push(record_name.clone());
     let statement =
@@ -172,7 +172,7 @@ pub fn stage(
     let provenance_name = provenance_name(target);
     fs_err::write(
         staging.join(&provenance_name),
-        statement.to_canonical_json(),
+        statement.to_canonical_json()?,
     )?;
     files.push(provenance_name);
     Ok(Staged {

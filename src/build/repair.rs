@@ -143,14 +143,14 @@ pub async fn repair(
     let files: Vec<String> = plan
         .vendored
         .iter()
-        .map(|v| assemble_quote(&v.dest))
+        .map(|v| crate::shell::quote(&v.dest))
         .collect();
     let sums = run(
         container,
         "hash vendored libraries",
         &format!(
             "cd {} && sha256sum -- {}",
-            assemble_quote(&bundle),
+            crate::shell::quote(&bundle),
             files.join(" ")
         ),
     )
@@ -175,10 +175,6 @@ pub async fn repair(
     Ok(vendored)
 }
 
-fn assemble_quote(s: &str) -> String {
-    super::fetch::shell_quote(s)
-}
-
 /// The OS package owning each path: one `dpkg -S` over every spelling of
 /// every path (with merged /usr a library found under /lib may be
 /// registered under /usr/lib and the other way round), then one
@@ -192,7 +188,7 @@ async fn owners<'p>(
     if paths.is_empty() {
         return Ok(map);
     }
-    let quoted: Vec<String> = paths.iter().map(|p| assemble_quote(p)).collect();
+    let quoted: Vec<String> = paths.iter().map(|p| crate::shell::quote(p)).collect();
     let script = format!(
         "if command -v dpkg-query >/dev/null; then \
            for p in {paths}; do r=$(readlink -f \"$p\"); \

@@ -111,13 +111,13 @@ async fn check_linkage(
     }
     let quoted: Vec<String> = elf_files
         .iter()
-        .map(|f| super::fetch::shell_quote(&format!("./{f}")))
+        .map(|f| crate::shell::quote(&format!("./{f}")))
         .collect();
     // The loader's name differs between distros; ask the shell to find it.
     let script = format!(
         "cd {top} || exit 3; ld=$(ls /lib64/ld-linux-x86-64.so.2 /lib/x86_64-linux-gnu/ld-linux-x86-64.so.2 2>/dev/null | head -1); \
          for f in {files}; do echo \"== $f\"; \"$ld\" --list \"$f\" 2>&1; done",
-        top = super::fetch::shell_quote(top),
+        top = crate::shell::quote(top),
         files = quoted.join(" ")
     );
     let out = container

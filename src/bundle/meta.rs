@@ -120,12 +120,9 @@ impl BundleMeta {
     /// Current format version.
     pub const FORMAT: u32 = 1;
 
-    /// Canonical JSON (sorted keys through serde_json's Value, 2-space
-    /// indent, trailing newline): the same metadata gives the same bytes.
-    pub fn to_canonical_json(&self) -> Vec<u8> {
-        let value = serde_json::to_value(self).unwrap_or(serde_json::Value::Null);
-        let mut out = serde_json::to_vec_pretty(&value).unwrap_or_default();
-        out.push(b'\n');
-        out
+    /// Canonical JSON (see [`crate::json`]): the same metadata gives the
+    /// same bytes.
+    pub fn to_canonical_json(&self) -> Result<Vec<u8>, crate::json::JsonError> {
+        crate::json::canonical_pretty("bundle.json", self)
     }
 }

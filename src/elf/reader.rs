@@ -147,6 +147,42 @@ pub fn read_elf_unguarded(path: &Path, bytes: &[u8]) -> Result<Option<ElfFacts>,
     parse_facts(path, bytes).map(Some)
 }
 
+/// The bytes of each section by name (`SHT_NOBITS` sections as empty), for
+/// telling which parts of two builds of a file differ. `Ok(None)` when the
+/// bytes are not ELF; an error naming the file when they are but do not
+/// parse (or the parser panics).
+pub fn sections(path: &Path, bytes: &[u8]) -> Result<Option<BTreeMap<String, Vec<u8>>>, ElfError> {
+    if !has_elf_magic(bytes) {
+        return Ok(None);
+    }
+    let parse = || -> Result<BTreeMap<String, Vec<u8>>, ElfError> {
+        let elf = Elf::parse(bytes).map_err(|e| malformed(path, e))?;
+        let mut map = BTreeMap::new();
+        for sh in &elf.section_headers {
+            let name = elf
+                .shdr_strtab
+                .get_at(sh.sh_name)
+                .unwrap_or("?")
+                .to_string();
+            let data = if sh.sh_type == goblin::elf::section_header::SHT_NOBITS {
+                Vec::new()
+            } else {
+                let start = sh.sh_offset as usize;
+                bytes
+                    .get(start..start.saturating_add(sh.sh_size as usize))
+                    .map(<[u8]>::to_vec)
+                    .unwrap_or_default()
+            };
+            map.insert(name, data);
+        }
+        Ok(map)
+    };
+    match std::panic::catch_unwind(parse) {
+        Ok(result) => result.map(Some),
+        Err(_) => Err(malformed(path, "the ELF parser panicked on this file")),
+    }
+}
+
 /// The glibc version a `libc.so.6` provides: the highest `GLIBC_2.x` among its
 /// version *definitions* (`DT_VERDEF`). `path` names the file in errors.
 pub fn glibc_version_of_libc(path: &Path, bytes: &[u8]) -> Result<(u32, u32), ElfError> {

@@ -377,17 +377,12 @@ const PATCHELF_PRELUDE: &str = r#"hermetic_patchelf() {
 }
 "#;
 
-/// Quotes a word for POSIX sh: single quotes, with `'` written as `'\''`.
-pub fn sh_quote(word: &str) -> String {
-    format!("'{}'", word.replace('\'', r"'\''"))
-}
-
 /// A relative path patchelf will not mistake for an option.
 fn sh_path(path: &str) -> String {
     if path.starts_with('-') {
-        sh_quote(&format!("./{path}"))
+        crate::shell::quote_always(&format!("./{path}"))
     } else {
-        sh_quote(path)
+        crate::shell::quote_always(path)
     }
 }
 
@@ -426,18 +421,26 @@ impl RepairPlan {
             self.edits.len()
         );
         let _ = writeln!(s, "set -eu");
-        let _ = writeln!(s, "cd -- {}", sh_quote(bundle_root_in_container));
+        let _ = writeln!(
+            s,
+            "cd -- {}",
+            crate::shell::quote_always(bundle_root_in_container)
+        );
         if !self.vendored.is_empty() && !self.lib_dir.is_empty() {
             let _ = writeln!(s, "mkdir -p -- {}", sh_path(&self.lib_dir));
         }
         for lib in &self.vendored {
             let dest = sh_path(&lib.dest);
-            let _ = writeln!(s, "cp -L -- {} {dest}", sh_quote(&lib.source));
+            let _ = writeln!(
+                s,
+                "cp -L -- {} {dest}",
+                crate::shell::quote_always(&lib.source)
+            );
             let _ = writeln!(s, "chmod u+w -- {dest}");
             let _ = writeln!(
                 s,
                 "printf '%s  %s\\n' {} {dest} | sha256sum -c --status -",
-                sh_quote(&lib.sha256)
+                crate::shell::quote_always(&lib.sha256)
             );
         }
         if !self.edits.is_empty() {
@@ -446,19 +449,19 @@ impl RepairPlan {
         for edit in &self.edits {
             let mut cmd = format!("hermetic_patchelf {}", sh_path(&edit.path));
             if let Some(soname) = &edit.set_soname {
-                let _ = write!(cmd, " --set-soname {}", sh_quote(soname));
+                let _ = write!(cmd, " --set-soname {}", crate::shell::quote_always(soname));
             }
             for r in &edit.replace_needed {
                 let _ = write!(
                     cmd,
                     " --replace-needed {} {}",
-                    sh_quote(&r.old),
-                    sh_quote(&r.new)
+                    crate::shell::quote_always(&r.old),
+                    crate::shell::quote_always(&r.new)
                 );
             }
             match &edit.rpath {
                 Some(RpathEdit::Set { value }) => {
-                    let _ = write!(cmd, " --set-rpath {}", sh_quote(value));
+                    let _ = write!(cmd, " --set-rpath {}", crate::shell::quote_always(value));
                 }
                 Some(RpathEdit::Remove) => cmd.push_str(" --remove-rpath"),
                 None => {}

@@ -54,11 +54,8 @@ pub fn write(layout_dir: &Path, image_ref: &str, out: &Path) -> Result<PathBuf, 
             .collect(),
     }];
     let manifest_json = work.join("manifest.json");
-    fs_err::write(
-        &manifest_json,
-        serde_json::to_vec(&save).unwrap_or_default(),
-    )
-    .map_err(OciError::io(&manifest_json))?;
+    let bytes = crate::json::canonical_compact("the docker-archive manifest", &save)?;
+    fs_err::write(&manifest_json, bytes).map_err(OciError::io(&manifest_json))?;
     let entry = |archive_path: String, source: PathBuf| ArchiveEntry {
         archive_path,
         source,

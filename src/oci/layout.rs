@@ -15,10 +15,9 @@ use sha2::{Digest as _, Sha256};
 
 use super::OciError;
 
-/// Canonical JSON bytes of a document.
-pub fn canonical_json<T: Serialize>(doc: &T) -> Vec<u8> {
-    let value = serde_json::to_value(doc).unwrap_or(serde_json::Value::Null);
-    serde_json::to_vec(&value).unwrap_or_default()
+/// Canonical JSON bytes of an OCI document (see [`crate::json`]).
+pub fn canonical_json<T: Serialize>(doc: &T) -> Result<Vec<u8>, OciError> {
+    Ok(crate::json::canonical_compact("an OCI document", doc)?)
 }
 
 /// `sha256:<hex>` of some bytes.
@@ -75,7 +74,7 @@ impl LayoutWriter {
 
     /// Stores a canonical JSON document as a blob.
     pub fn put_json<T: Serialize>(&self, doc: &T) -> Result<(String, u64), OciError> {
-        self.put_bytes(&canonical_json(doc))
+        self.put_bytes(&canonical_json(doc)?)
     }
 
     /// Moves a file that was written elsewhere in the layout (a temp file)
@@ -92,7 +91,7 @@ impl LayoutWriter {
         fs_err::write(&marker, br#"{"imageLayoutVersion":"1.0.0"}"#)
             .map_err(OciError::io(&marker))?;
         let path = self.dir.join("index.json");
-        fs_err::write(&path, canonical_json(index)).map_err(OciError::io(&path))?;
+        fs_err::write(&path, canonical_json(index)?).map_err(OciError::io(&path))?;
         Ok(())
     }
 }

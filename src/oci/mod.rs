@@ -156,6 +156,9 @@ pub enum OciError {
     #[error("docker config {}: {reason}", path.display())]
     DockerConfig { path: PathBuf, reason: String },
 
+    #[error(transparent)]
+    Json(#[from] crate::json::JsonError),
+
     #[error("manifest of {reference} read back with digest {got}, expected {expected}")]
     DigestMismatch {
         reference: String,

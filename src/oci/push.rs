@@ -441,7 +441,10 @@ impl PushedRecord {
             let dir = path.parent().unwrap_or(Path::new("."));
             fs_err::create_dir_all(dir)?;
             let tmp = tempfile::NamedTempFile::new_in(dir)?;
-            fs_err::write(tmp.path(), serde_json::to_vec(self).unwrap_or_default())?;
+            fs_err::write(
+                tmp.path(),
+                crate::json::canonical_compact("the push record", self)?,
+            )?;
             tmp.persist(&path).map_err(|e| e.error)?;
             Ok(())
         };

@@ -98,7 +98,7 @@ pub fn make_bundle(parent: &Path, name: &str, version: &str, greeting: &str) -> 
         source_tree_sha256: None,
         recipe_sha256: "0".repeat(64),
     };
-    fs_err::write(root.join(META_PATH), meta.to_canonical_json()).unwrap();
+    fs_err::write(root.join(META_PATH), meta.to_canonical_json().unwrap()).unwrap();
     root
 }
 
