@@ -112,6 +112,7 @@ pub struct ExecOutput {
 pub struct Container {
     engine: Engine,
     id: String,
+    network: Network,
     log_path: PathBuf,
     log: Arc<Mutex<fs_err::File>>,
 }
@@ -210,6 +211,7 @@ impl Engine {
         let container = Container {
             engine: self.clone(),
             id: id.clone(),
+            network: spec.network,
             log_path,
             log: Arc::new(Mutex::new(log)),
         };
@@ -301,6 +303,11 @@ impl Container {
         &self.id
     }
 
+    /// The network the container was created with.
+    pub fn network(&self) -> Network {
+        self.network
+    }
+
     /// The log file every step's output is appended to.
     pub fn log_path(&self) -> &Path {
         &self.log_path
@@ -383,23 +390,7 @@ impl Container {
     /// Copies a host directory's contents into `dest` (created if missing)
     /// inside the container, as one tar stream.
     pub async fn copy_dir_in(&self, host_dir: &Path, dest: &str) -> Result<(), EngineError> {
-        let tmp = tempfile::NamedTempFile::new().map_err(|e| io_err("create temp tar", e))?;
-        let src = host_dir.to_path_buf();
-        let file = tmp.reopen().map_err(|e| io_err("open temp tar", e))?;
-        tokio::task::spawn_blocking(move || -> std::io::Result<()> {
-            let mut builder = tar::Builder::new(std::io::BufWriter::new(file));
-            builder.follow_symlinks(false);
-            // Owner root, a fixed mtime, and modes 0755/0644 by the owner's
-            // execute bit: what lands in the container must not depend on
-            // the host's umask (a 0700 directory is unreadable for the
-            // unprivileged build user) or on when files were touched.
-            builder.mode(tar::HeaderMode::Deterministic);
-            builder.append_dir_all(".", &src)?;
-            builder.into_inner()?.flush()
-        })
-        .await
-        .map_err(|e| io_err("tar task", std::io::Error::other(e)))?
-        .map_err(|e| io_err(&format!("tar {}", host_dir.display()), e))?;
+        let tmp = deterministic_dir_tar(host_dir).await?;
         self.mkdir(dest).await?;
         self.upload_tar_file(tmp.path(), dest).await
     }
@@ -653,6 +644,30 @@ impl Container {
     fn log_line(&self, line: &str) {
         self.log_raw(&format!("{line}\n"));
     }
+}
+
+/// A temporary tar of a host directory's contents for copying into a
+/// container: owner root, a fixed mtime, and modes 0755/0644 by the owner's
+/// execute bit, so what lands in the container does not depend on the host's
+/// umask (a 0700 directory is unreadable for the unprivileged build user) or
+/// on when files were touched.
+pub(crate) async fn deterministic_dir_tar(
+    host_dir: &Path,
+) -> Result<tempfile::NamedTempFile, EngineError> {
+    let tmp = tempfile::NamedTempFile::new().map_err(|e| io_err("create temp tar", e))?;
+    let src = host_dir.to_path_buf();
+    let file = tmp.reopen().map_err(|e| io_err("open temp tar", e))?;
+    tokio::task::spawn_blocking(move || -> std::io::Result<()> {
+        let mut builder = tar::Builder::new(std::io::BufWriter::new(file));
+        builder.follow_symlinks(false);
+        builder.mode(tar::HeaderMode::Deterministic);
+        builder.append_dir_all(".", &src)?;
+        builder.into_inner()?.flush()
+    })
+    .await
+    .map_err(|e| io_err("tar task", std::io::Error::other(e)))?
+    .map_err(|e| io_err(&format!("tar {}", host_dir.display()), e))?;
+    Ok(tmp)
 }
 
 enum Entry {

@@ -9,13 +9,16 @@
 //! Ctrl-C or SIGTERM can remove it ([`cleanup_live_containers`]); `hermetic gc`
 //! removes leftovers of processes that were killed outright.
 
+mod api;
 mod connect;
 mod container;
+pub mod fake;
 mod image;
 
 use std::path::PathBuf;
 use std::time::Duration;
 
+pub use api::{ContainerEngine, ContainerHandle};
 pub use connect::{ConnectOptions, EngineEndpoint, candidate_endpoints, connect};
 pub use container::{
     CA_ENV, CA_PATH, Container, ContainerSpec, ExecOutput, ExecSpec, GcReport, Network,
