@@ -404,6 +404,11 @@ pub async fn images_list(global: &GlobalSettings, json: bool) -> Result<Outcome>
                 (Some(reference), _) => reference.clone(),
                 (None, _) => "(not built: hermetic images build)".into(),
             };
+            let what = if r.origin == "shipped" {
+                what
+            } else {
+                format!("{what}  [from {}]", r.origin)
+            };
             writeln!(
                 out,
                 "{:<8} {:<6} {:<9} {:<9} {:<8} {what}",
@@ -471,9 +476,13 @@ pub async fn images_build(
 pub async fn exec(global: &GlobalSettings, settings: ExecSettings) -> Result<Outcome> {
     let mut engine = connect(global).await?;
     engine.set_stream_output(true);
-    let builder =
-        builder::resolve_builder(&engine, settings.glibc, settings.builder_image.as_deref())
-            .await?;
+    let builder = builder::resolve_builder(
+        &engine,
+        settings.glibc,
+        settings.builder_image.as_deref(),
+        "python3.11",
+    )
+    .await?;
     let network = if settings.network {
         Network::Default
     } else {

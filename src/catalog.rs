@@ -8,6 +8,7 @@
 //! images: everything that goes into one, so that a change to any of it
 //! makes a new image instead of reusing a stale one.
 
+use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
 
 use serde::{Deserialize, Serialize};
@@ -101,6 +102,86 @@ pub struct BuilderEntry {
     pub suite: Option<String>,
     /// Upstream: where its (static) CPython lives.
     pub python_prefix: Option<String>,
+    /// Which catalog file the entry comes from.
+    #[serde(skip)]
+    pub origin: Origin,
+}
+
+/// Where a catalog entry comes from: the catalog shipped in this binary, or
+/// a user catalog (`--catalog`, `HERMETIC_CATALOG`, `$HERMETIC_HOME/catalog.toml`).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub enum Origin {
+    /// `images/catalog.toml`, embedded.
+    #[default]
+    Shipped,
+    /// A user catalog file.
+    User(PathBuf),
+}
+
+impl std::fmt::Display for Origin {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Origin::Shipped => f.write_str("shipped"),
+            Origin::User(path) => write!(f, "{}", path.display()),
+        }
+    }
+}
+
+/// A user catalog: builders pinned by an organisation (a mirror of the
+/// manylinux images in an internal registry, its own builders), each
+/// adding a baseline or replacing the shipped entry for it.
+///
+/// ```toml
+/// format = 1
+/// [[builder]]
+/// glibc = "2.28"
+/// reference = "registry.example/pypa/manylinux_2_28_x86_64@sha256:<64 hex>"
+/// python_prefix = "/opt/python/cp311-cp311"   # optional: probed anyway
+/// ```
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct UserCatalog {
+    format: u32,
+    #[serde(default)]
+    builder: Vec<UserBuilder>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct UserBuilder {
+    glibc: Glibc,
+    /// Only `upstream`: a user builder is an image pinned by digest.
+    #[serde(default = "upstream")]
+    source: Source,
+    reference: String,
+    python_prefix: Option<String>,
+}
+
+fn upstream() -> Source {
+    Source::Upstream
+}
+
+/// The user catalog named on the command line (`--catalog`), if any; set
+/// once by the binary before any catalog lookup.
+static USER_CATALOG: OnceLock<PathBuf> = OnceLock::new();
+
+/// Names the user catalog to use instead of looking for one. Call before
+/// the first [`Catalog::active`]; later calls are ignored.
+pub fn use_user_catalog(path: PathBuf) {
+    let _ = USER_CATALOG.set(path);
+}
+
+/// The user catalog in effect: `--catalog`, else `$HERMETIC_CATALOG` (both
+/// must exist), else `$HERMETIC_HOME/catalog.toml` when there is one.
+pub fn user_catalog_path() -> Option<(PathBuf, bool)> {
+    if let Some(p) = USER_CATALOG.get() {
+        return Some((p.clone(), true));
+    }
+    if let Some(p) = std::env::var_os("HERMETIC_CATALOG").filter(|p| !p.is_empty()) {
+        return Some((PathBuf::from(p), true));
+    }
+    let p = crate::paths::home().join("catalog.toml");
+    p.is_file().then_some((p, false))
 }
 
 /// One clean runtime base (Debian minbase, no Python).
@@ -123,6 +204,84 @@ impl Catalog {
             .map_err(|reason| CatalogError::Invalid {
                 reason: reason.clone(),
             })
+    }
+
+    /// The catalog in effect: the shipped one with the user catalog, if
+    /// any, laid over it (see [`user_catalog_path`]). Read once.
+    pub fn active() -> Result<&'static Catalog, CatalogError> {
+        static ACTIVE: OnceLock<Result<Catalog, CatalogError>> = OnceLock::new();
+        ACTIVE
+            .get_or_init(|| {
+                let mut catalog = Catalog::embedded()?.clone();
+                if let Some((path, named)) = user_catalog_path() {
+                    catalog.overlay_file(&path, named)?;
+                }
+                Ok(catalog)
+            })
+            .as_ref()
+            .map_err(Clone::clone)
+    }
+
+    /// Lays the user catalog at `path` over this one. A catalog that was
+    /// named (not found in `HERMETIC_HOME`) must exist.
+    pub fn overlay_file(&mut self, path: &Path, named: bool) -> Result<(), CatalogError> {
+        let user = |reason: String| CatalogError::User {
+            path: path.to_path_buf(),
+            reason,
+        };
+        let text = match std::fs::read_to_string(path) {
+            Ok(t) => t,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound && !named => return Ok(()),
+            Err(e) => return Err(user(e.to_string())),
+        };
+        self.overlay(&text, Origin::User(path.to_path_buf()))
+            .map_err(|e| match e {
+                CatalogError::Invalid { reason } => user(reason),
+                other => other,
+            })
+    }
+
+    /// Lays a user catalog document over this one: each of its builders
+    /// adds its baseline or replaces the entry for it.
+    pub fn overlay(&mut self, text: &str, origin: Origin) -> Result<(), CatalogError> {
+        let invalid = |reason: String| CatalogError::Invalid { reason };
+        let user: UserCatalog = toml::from_str(text).map_err(|e| invalid(e.to_string()))?;
+        if user.format != 1 {
+            return Err(invalid(format!(
+                "format {} is not supported (this hermetic reads format 1)",
+                user.format
+            )));
+        }
+        let mut seen = Vec::new();
+        for b in user.builder {
+            if b.source != Source::Upstream {
+                return Err(invalid(format!(
+                    "builder {}: a user catalog pins images by digest (source = \"upstream\"); \
+                     local builders come from the shipped catalog",
+                    b.glibc
+                )));
+            }
+            if seen.contains(&b.glibc) {
+                return Err(invalid(format!("builder {} is given twice", b.glibc)));
+            }
+            seen.push(b.glibc);
+            crate::engine::split_pinned(&b.reference)
+                .map_err(|e| invalid(format!("builder {}: {e}", b.glibc)))?;
+            let entry = BuilderEntry {
+                glibc: b.glibc,
+                source: Source::Upstream,
+                reference: Some(b.reference),
+                suite: None,
+                python_prefix: b.python_prefix,
+                origin: origin.clone(),
+            };
+            match self.builder.iter_mut().find(|e| e.glibc == b.glibc) {
+                Some(existing) => *existing = entry,
+                None => self.builder.push(entry),
+            }
+        }
+        self.builder.sort_by_key(|b| b.glibc);
+        Ok(())
     }
 
     /// Parses and checks a catalog document.
@@ -230,7 +389,7 @@ impl Catalog {
 }
 
 /// Errors in the catalog's data or in lookups against it.
-#[derive(Debug, thiserror::Error)]
+#[derive(Debug, Clone, thiserror::Error)]
 pub enum CatalogError {
     /// A baseline that does not parse.
     #[error(transparent)]
@@ -260,6 +419,15 @@ pub enum CatalogError {
         /// What is wrong.
         reason: String,
     },
+
+    /// A user catalog that cannot be read, parsed or checked.
+    #[error("user catalog {}: {reason}", path.display())]
+    User {
+        /// The file.
+        path: PathBuf,
+        /// What is wrong.
+        reason: String,
+    },
 }
 
 impl CatalogError {
@@ -269,6 +437,11 @@ impl CatalogError {
             CatalogError::UnknownBaseline { .. } | CatalogError::UnknownSuite { .. } => {
                 Some("`hermetic images list` shows every baseline and base the catalog has".into())
             }
+            CatalogError::User { .. } => Some(
+                "a user catalog has `format = 1` and [[builder]] entries with glibc, \
+                 reference = \"name@sha256:<digest>\" and optionally python_prefix"
+                    .into(),
+            ),
             _ => None,
         }
     }
@@ -324,5 +497,84 @@ mod tests {
         let c = Catalog::embedded().unwrap();
         assert_eq!(c.suite_glibc("bullseye").unwrap().to_string(), "2.31");
         assert!(c.suite_glibc("buster").is_err());
+    }
+
+    const PINNED: &str = "registry.example/pypa/manylinux_2_28_x86_64@sha256:0c87ccb5996dab6c3b7612ee4fda7b80c4ab3c44a86c2541e4a872afdf4f131b";
+
+    #[test]
+    fn a_user_catalog_replaces_and_adds_builders_and_says_where_from() {
+        let mut c = Catalog::embedded().unwrap().clone();
+        let origin = Origin::User("/etc/hermetic/catalog.toml".into());
+        let text = format!(
+            "format = 1\n[[builder]]\nglibc = \"2.28\"\nreference = \"{PINNED}\"\n\
+             [[builder]]\nglibc = \"2.24\"\nreference = \"{PINNED}\"\npython_prefix = \"/opt/py\"\n"
+        );
+        c.overlay(&text, origin.clone()).unwrap();
+        let b28 = c.builder("2.28".parse().unwrap()).unwrap();
+        assert_eq!(b28.reference.as_deref(), Some(PINNED));
+        assert_eq!(b28.origin, origin);
+        let b24 = c.builder("2.24".parse().unwrap()).unwrap();
+        assert_eq!(b24.python_prefix.as_deref(), Some("/opt/py"));
+        assert_eq!(
+            c.builder("2.31".parse().unwrap()).unwrap().origin,
+            Origin::Shipped
+        );
+        assert_eq!(origin.to_string(), "/etc/hermetic/catalog.toml");
+        // Sorted by baseline, one entry per baseline.
+        let order: Vec<Glibc> = c.builder.iter().map(|b| b.glibc).collect();
+        let mut sorted = order.clone();
+        sorted.sort();
+        sorted.dedup();
+        assert_eq!(order, sorted);
+    }
+
+    #[test]
+    fn a_user_catalog_must_pin_by_digest_and_say_its_format() {
+        let mut c = Catalog::embedded().unwrap().clone();
+        let cases = [
+            (
+                "format = 1\n[[builder]]\nglibc = \"2.28\"\nreference = \"quay.io/pypa/manylinux_2_28_x86_64:latest\"\n",
+                "not pinned",
+            ),
+            ("format = 2\n", "format 2"),
+            (
+                "format = 1\n[[builder]]\nglibc = \"2.28\"\nsource = \"local\"\nreference = \"x\"\n",
+                "pins images by digest",
+            ),
+            (
+                "format = 1\n[[builder]]\nglibc = \"2.28\"\nreference = \"x\"\nsuite = \"bullseye\"\n",
+                "unknown field",
+            ),
+            (
+                "format = 1\n[[builder]]\nglibc = \"two\"\nreference = \"x\"\n",
+                "invalid glibc",
+            ),
+        ];
+        for (text, want) in cases {
+            let err = c.overlay(text, Origin::Shipped).unwrap_err().to_string();
+            assert!(err.contains(want), "{text:?}: {err}");
+        }
+        let twice = format!(
+            "format = 1\n[[builder]]\nglibc = \"2.28\"\nreference = \"{PINNED}\"\n\
+             [[builder]]\nglibc = \"2.28\"\nreference = \"{PINNED}\"\n"
+        );
+        let err = c.overlay(&twice, Origin::Shipped).unwrap_err().to_string();
+        assert!(err.contains("given twice"), "{err}");
+    }
+
+    #[test]
+    fn a_named_user_catalog_must_exist_and_errors_name_the_file() {
+        let mut c = Catalog::embedded().unwrap().clone();
+        let dir = tempfile::tempdir().unwrap();
+        let missing = dir.path().join("nope.toml");
+        c.overlay_file(&missing, false).unwrap();
+        let err = c.overlay_file(&missing, true).unwrap_err().to_string();
+        assert!(err.contains("nope.toml"), "{err}");
+        let bad = dir.path().join("bad.toml");
+        std::fs::write(&bad, "format = 1\n[[builder]]\nglibc = \"2.28\"\n").unwrap();
+        let err = c.overlay_file(&bad, false).unwrap_err();
+        assert!(matches!(err, CatalogError::User { .. }), "{err:?}");
+        assert!(err.to_string().contains("bad.toml"), "{err}");
+        assert!(err.to_string().contains("reference"), "{err}");
     }
 }

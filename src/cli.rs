@@ -22,6 +22,11 @@ pub struct Cli {
     #[arg(long, global = true, value_name = "SOCKET")]
     pub engine_socket: Option<String>,
 
+    /// User catalog of builders pinned by digest, laid over the shipped one
+    /// (default: $HERMETIC_CATALOG, else $HERMETIC_HOME/catalog.toml if present).
+    #[arg(long, global = true, value_name = "FILE")]
+    pub catalog: Option<PathBuf>,
+
     #[command(subcommand)]
     pub command: Command,
 }

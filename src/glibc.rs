@@ -136,7 +136,7 @@ pub fn distros() -> &'static [Distro] {
 }
 
 /// Errors about baselines.
-#[derive(Debug, thiserror::Error)]
+#[derive(Debug, Clone, thiserror::Error)]
 pub enum GlibcError {
     /// Not `2.<n>`.
     #[error("invalid glibc baseline `{value}` (expected e.g. 2.31)")]

@@ -11,6 +11,9 @@ use hermetic::{Error, Outcome, app};
 
 fn main() -> ExitCode {
     let cli = cli::Cli::parse();
+    if let Some(path) = &cli.catalog {
+        hermetic::catalog::use_user_catalog(path.clone());
+    }
     init_tracing(cli.verbose);
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()

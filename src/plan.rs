@@ -193,7 +193,7 @@ pub fn from_recipe(
     settings: &BuildSettings,
     source_date_epoch: u64,
 ) -> Result<BuildPlan, PlanError> {
-    let catalog = crate::catalog::Catalog::embedded()?;
+    let catalog = crate::catalog::Catalog::active()?;
     let baselines = if settings.glibc.is_empty() {
         vec![recipe.glibc]
     } else {

@@ -74,6 +74,23 @@ pub async fn assemble(
     let rt = format!("{b}/{}", crate::bundle::RUNTIME_DIR);
     let py = format!("{rt}/bin/{}", ctx.python_exe);
 
+    // Builders that are not hermetic's own (manylinux) have no /hermetic
+    // and no build user: make the work root as root, writable by the
+    // unprivileged user every later step runs as (root without capabilities
+    // can create and chmod what it owns, nothing else).
+    let prepare = ExecSpec::shell(
+        "set -e; [ -d /hermetic ] || mkdir /hermetic; \
+         if [ \"$(stat -c %u /hermetic)\" = 0 ]; then chmod 1777 /hermetic; fi",
+    )
+    .user("0:0");
+    let out = container.exec(&prepare).await?;
+    if out.exit_code != 0 {
+        return Err(step_failed(
+            "prepare /hermetic as root",
+            &out,
+            container.log_path(),
+        ));
+    }
     container.copy_dir_in(inputs_dir, INPUTS_DIR).await?;
     container.copy_dir_in(context_dir, SRC_DIR).await?;
     run(container, "prepare work directories", &format!(
@@ -83,7 +100,8 @@ pub async fn assemble(
 
     run(container, "copy the Python runtime", &format!(
         "set -e; test -x {prefix}/bin/{exe} || {{ echo 'the builder has no {exe} under {prefix}' >&2; exit 3; }}; \
-         mkdir -p {b}/python {b}/bin {b}/lib; cp -a {prefix} {rt}",
+         mkdir -p {b}/python {b}/bin {b}/lib; cp -a {prefix} {rt}; \
+         if [ -L {rt} ] || [ ! -x {rt}/bin/{exe} ]; then echo 'copying {prefix} gave no runtime at {rt}' >&2; exit 3; fi",
         prefix = crate::shell::quote(python_prefix),
         exe = ctx.python_exe,
     ))

@@ -83,7 +83,23 @@ pub async fn run(
     plan: &BuildPlan,
     ca_bundle: Vec<u8>,
 ) -> Result<BuildReport, BuildError> {
+    // A build that fails leaves nothing behind: its staging directory goes,
+    // and so does the output directory when this build made it.
+    let made_out_dir = !plan.out_dir.exists();
     fs_err::create_dir_all(&plan.out_dir)?;
+    let result = run_targets(engine, plan, ca_bundle).await;
+    if made_out_dir && !result.as_ref().is_ok_and(|r| r.passed) {
+        // Fails (harmlessly) unless empty.
+        let _ = std::fs::remove_dir(&plan.out_dir);
+    }
+    result
+}
+
+async fn run_targets(
+    engine: &Engine,
+    plan: &BuildPlan,
+    ca_bundle: Vec<u8>,
+) -> Result<BuildReport, BuildError> {
     let staging = tempfile::Builder::new()
         .prefix(".hermetic-staging-")
         .tempdir_in(&plan.out_dir)?;
@@ -156,9 +172,26 @@ async fn build_target(
         "resolve",
         format!("glibc {}: checking the builder image", target.glibc),
     );
-    let builder =
-        builder::resolve_builder(ctx.engine, target.glibc, target.builder_override.as_deref())
-            .await?;
+    let builder = builder::resolve_builder(
+        ctx.engine,
+        target.glibc,
+        target.builder_override.as_deref(),
+        &ctx.python_exe,
+    )
+    .await?;
+    // Embedding needs libpython3.X.so; a static CPython (every manylinux
+    // image) has none. Stop before fetching anything, saying why.
+    if !builder.shared_libpython
+        && let Some(command) = links_libpython(&target.commands)
+    {
+        return Err(BuilderError::StaticLibpython {
+            glibc: target.glibc,
+            image: builder.reference.clone(),
+            command,
+            version: ctx.python_version.clone(),
+        }
+        .into());
+    }
     phase.finish();
     timed("resolve", started);
 
@@ -244,7 +277,7 @@ async fn build_target(
             target,
             &inputs_dir,
             context.path(),
-            &builder.python_prefix,
+            builder.python_install_dir(),
         )
         .await?;
         phase.set_message(format!("glibc {}: repairing ELF files", target.glibc));
@@ -272,7 +305,7 @@ async fn build_target(
     let top = tree.join(&plan.name);
     let paths = BuildPaths {
         bundle_dir: assemble::bundle_dir(&plan.name),
-        python_prefix: builder.python_prefix.clone(),
+        python_prefixes: builder.python_prefixes(),
         work_dirs: [
             assemble::SRC_DIR,
             assemble::WORK_DIR,
@@ -326,7 +359,7 @@ async fn build_target(
         glibc: target.glibc,
         launchers: target.launchers.clone(),
         python: bundle::meta::PythonRuntime {
-            version: python_full_version(&builder, &ctx.python_version),
+            version: python_full_version(&builder),
             source_url: catalog_python(&builder).map(|p| p.url),
             source_sha256: catalog_python(&builder).map(|p| p.sha256),
             path: bundle::RUNTIME_DIR.to_string(),
@@ -422,17 +455,24 @@ fn plan_has_project(target: &TargetPlan) -> bool {
 fn catalog_python(builder: &builder::ResolvedBuilder) -> Option<catalog::PythonSource> {
     (builder.source == catalog::Source::Local)
         .then(|| {
-            catalog::Catalog::embedded()
+            catalog::Catalog::active()
                 .ok()
                 .map(|c| c.local.python.clone())
         })
         .flatten()
 }
 
-fn python_full_version(builder: &builder::ResolvedBuilder, short: &str) -> String {
-    catalog_python(builder)
-        .map(|p| p.version)
-        .unwrap_or_else(|| short.to_string())
+fn python_full_version(builder: &builder::ResolvedBuilder) -> String {
+    builder.python_version.clone()
+}
+
+/// The 1-based index of the first build command that links libpython
+/// (`-lpython3.X`, `python3-config --embed`, pkg-config's `python-3.X-embed`).
+pub fn links_libpython(commands: &[String]) -> Option<usize> {
+    commands
+        .iter()
+        .position(|c| c.contains("-lpython") || c.contains("--embed") || c.contains("-embed"))
+        .map(|i| i + 1)
 }
 
 /// `"3.11"` -> (`"python3.11"`, `"3.11"`).

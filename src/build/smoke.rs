@@ -41,7 +41,7 @@ pub async fn run(
     elf_files: &[String],
     policy: &Policy,
 ) -> Result<SmokeReport, BuildError> {
-    let catalog = Catalog::embedded()?;
+    let catalog = Catalog::active()?;
     catalog.runtime(suite)?;
     let base = builder::runtime_base(ctx.engine, suite).await?;
     let spec = ContainerSpec {

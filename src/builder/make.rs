@@ -39,7 +39,7 @@ pub async fn build_local_builder(
     force: bool,
 ) -> Result<ReadyImage, BuilderError> {
     let started = Instant::now();
-    let catalog = Catalog::embedded()?;
+    let catalog = Catalog::active()?;
     let entry = catalog.builder(glibc)?;
     let suite = match (entry.source, entry.suite.as_deref()) {
         (Source::Local, Some(suite)) => suite.to_string(),
@@ -111,7 +111,7 @@ pub async fn ensure_base(
     force: bool,
 ) -> Result<ReadyImage, BuilderError> {
     let started = Instant::now();
-    let catalog = Catalog::embedded()?;
+    let catalog = Catalog::active()?;
     catalog.suite_glibc(suite)?;
     let inputs_hash = catalog.base_inputs_hash(suite);
     let tag = engine

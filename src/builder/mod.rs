@@ -69,6 +69,32 @@ pub enum BuilderError {
         requested: Glibc,
     },
 
+    /// The builder has no interpreter for the recipe's Python.
+    #[error("builder {image} has no usable {python}: {reason}")]
+    NoPython {
+        /// The image reference.
+        image: String,
+        /// `python3.11`.
+        python: String,
+        /// What went wrong, and the prefixes looked at.
+        reason: String,
+    },
+
+    /// The recipe links libpython but the builder's CPython is static.
+    #[error(
+        "glibc {glibc}: the recipe links libpython (build command {command}), but the builder {image} has a static CPython (no libpython{version}.so), as the manylinux images do"
+    )]
+    StaticLibpython {
+        /// The baseline.
+        glibc: Glibc,
+        /// The builder.
+        image: String,
+        /// The first build command that links it (1-based).
+        command: usize,
+        /// `3.11`.
+        version: String,
+    },
+
     /// No libc in the image at any known path.
     #[error("no libc.so.6 found in image {image}")]
     NoLibc {
@@ -145,6 +171,13 @@ impl BuilderError {
             BuilderError::GlibcTooNew { .. } => Some(
                 "pick a builder whose glibc is at most the baseline (`hermetic images list`), or raise --glibc"
                     .into(),
+            ),
+            BuilderError::StaticLibpython { .. } => Some(
+                "build this recipe on a builder with a shared libpython: the local builders (`hermetic images build --glibc 2.31`) have one; a static CPython cannot be embedded"
+                    .into(),
+            ),
+            BuilderError::NoPython { .. } => Some(
+                "the builder needs the recipe's CPython at the catalog's prefix or under /opt/python/cpXY-cpXY".into(),
             ),
             BuilderError::NoBootstrapTool => {
                 Some("install one: `apt-get install mmdebstrap`".into())

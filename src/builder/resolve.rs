@@ -37,11 +37,52 @@ pub struct ResolvedBuilder {
     pub image_id: String,
     /// Upstream or local.
     pub source: Source,
-    /// Prefix of the CPython the bundle's runtime is taken from.
+    /// Prefix of the CPython the bundle's runtime is taken from, as the
+    /// builder names it (manylinux: `/opt/python/cp311-cp311`, a symlink).
     pub python_prefix: String,
-    /// Whether that CPython has a shared libpython.
+    /// Where that CPython really is: the prefix with symlinks resolved, and
+    /// the prefix it was configured with, when they differ from the above.
+    /// The runtime is copied from the first; relocation and the leak scan
+    /// look for all of them.
+    pub python_real_prefixes: Vec<String>,
+    /// The interpreter's own version (`3.11.2`), asked of it.
+    pub python_version: String,
+    /// Whether that CPython has a shared libpython (its `Py_ENABLE_SHARED`).
     pub shared_libpython: bool,
 }
+
+impl ResolvedBuilder {
+    /// The real directory the runtime is copied from.
+    pub fn python_install_dir(&self) -> &str {
+        self.python_real_prefixes
+            .first()
+            .map_or(self.python_prefix.as_str(), String::as_str)
+    }
+
+    /// Every name of the interpreter's prefix, the builder's first.
+    pub fn python_prefixes(&self) -> Vec<String> {
+        std::iter::once(self.python_prefix.clone())
+            .chain(self.python_real_prefixes.iter().cloned())
+            .collect()
+    }
+}
+
+/// What the builder's interpreter says about itself.
+#[derive(Debug, Clone, serde::Deserialize)]
+struct PythonProbe {
+    prefix: String,
+    realpath: String,
+    configured: String,
+    version: String,
+    shared: bool,
+}
+
+/// Asks the interpreter of each candidate prefix, in order, for its real
+/// prefix, version and libpython kind; the first that exists wins.
+const PROBE_SCRIPT: &str = r#"import json, os, platform, sys, sysconfig
+print(json.dumps({"prefix": sys.argv[1], "realpath": os.path.realpath(sys.argv[1]),
+  "configured": sysconfig.get_config_var("prefix") or "", "version": platform.python_version(),
+  "shared": bool(sysconfig.get_config_var("Py_ENABLE_SHARED"))}))"#;
 
 /// One row of `hermetic images list`.
 #[derive(Debug, Clone, Serialize)]
@@ -62,6 +103,8 @@ pub struct ListedImage {
     pub present: bool,
     /// Local images: the lock entry is stale (inputs changed since built).
     pub stale: bool,
+    /// `shipped`, or the user catalog file the entry comes from.
+    pub origin: String,
 }
 
 /// Chooses the builder for a baseline (or checks the one given with
@@ -72,74 +115,76 @@ pub async fn resolve_builder(
     engine: &Engine,
     glibc: Glibc,
     image_override: Option<&str>,
+    python_exe: &str,
 ) -> Result<ResolvedBuilder, BuilderError> {
-    let catalog = Catalog::embedded()?;
+    let catalog = Catalog::active()?;
     let hint = local_hint(catalog);
     let local_prefix = catalog.local.python.prefix();
-    let (reference, image_id, source, python_prefix, shared) = if let Some(image) = image_override {
-        let info = if image.contains('@') {
-            engine.ensure_pinned(image, Some(hint)).await?
+    let (reference, image_id, source, python_prefix, _catalog_says_shared) =
+        if let Some(image) = image_override {
+            let info = if image.contains('@') {
+                engine.ensure_pinned(image, Some(hint)).await?
+            } else {
+                engine
+                    .inspect_image(image)
+                    .await?
+                    .ok_or_else(|| EngineError::ImageUnavailable {
+                        reference: image.to_string(),
+                        reason: "no such image in the engine".into(),
+                        hint: Some(hint),
+                    })?
+            };
+            let local = info.labels.contains_key("io.hermetic.inputs-hash");
+            // A local builder given by ID keeps the name it was built under, so
+            // records and SBOMs read the same as with the catalog's resolution.
+            let builder_tag = engine.kind().local_image_name("hermetic/builder:");
+            let reference = match info
+                .repo_tags
+                .iter()
+                .find(|t| local && t.starts_with(&builder_tag))
+            {
+                Some(tag) if !image.contains('@') => tag.clone(),
+                _ => image.to_string(),
+            };
+            let source = if local {
+                Source::Local
+            } else {
+                Source::Upstream
+            };
+            (reference, info.id, source, local_prefix, local)
         } else {
-            engine
-                .inspect_image(image)
-                .await?
-                .ok_or_else(|| EngineError::ImageUnavailable {
-                    reference: image.to_string(),
-                    reason: "no such image in the engine".into(),
-                    hint: Some(hint),
-                })?
-        };
-        let local = info.labels.contains_key("io.hermetic.inputs-hash");
-        // A local builder given by ID keeps the name it was built under, so
-        // records and SBOMs read the same as with the catalog's resolution.
-        let builder_tag = engine.kind().local_image_name("hermetic/builder:");
-        let reference = match info
-            .repo_tags
-            .iter()
-            .find(|t| local && t.starts_with(&builder_tag))
-        {
-            Some(tag) if !image.contains('@') => tag.clone(),
-            _ => image.to_string(),
-        };
-        let source = if local {
-            Source::Local
-        } else {
-            Source::Upstream
-        };
-        (reference, info.id, source, local_prefix, local)
-    } else {
-        let entry = catalog.builder(glibc)?;
-        match entry.source {
-            Source::Upstream => {
-                let reference = entry.reference.clone().unwrap_or_default();
-                let info = engine.ensure_pinned(&reference, Some(hint)).await?;
-                let prefix = entry.python_prefix.clone().unwrap_or_default();
-                (reference, info.id, Source::Upstream, prefix, false)
-            }
-            Source::Local => {
-                let lock = Lock::load(&paths::image_lock())?;
-                let missing = |reason: String| BuilderError::LocalMissing { glibc, reason };
-                let locked = lock
-                    .builders
-                    .get(&glibc.to_string())
-                    .ok_or_else(|| missing("no local builder has been built".into()))?;
-                if locked.inputs_hash != catalog.builder_inputs_hash(entry) {
-                    return Err(missing(format!(
-                        "the local builder {} was made from older inputs",
-                        locked.tag
-                    )));
+            let entry = catalog.builder(glibc)?;
+            match entry.source {
+                Source::Upstream => {
+                    let reference = entry.reference.clone().unwrap_or_default();
+                    let info = engine.ensure_pinned(&reference, Some(hint)).await?;
+                    let prefix = entry.python_prefix.clone().unwrap_or_default();
+                    (reference, info.id, Source::Upstream, prefix, false)
                 }
-                if engine.inspect_image(&locked.image_id).await?.is_none() {
-                    return Err(missing(format!(
-                        "the locked image {} is not in the engine",
-                        locked.image_id
-                    )));
+                Source::Local => {
+                    let lock = Lock::load(&paths::image_lock())?;
+                    let missing = |reason: String| BuilderError::LocalMissing { glibc, reason };
+                    let locked = lock
+                        .builders
+                        .get(&glibc.to_string())
+                        .ok_or_else(|| missing("no local builder has been built".into()))?;
+                    if locked.inputs_hash != catalog.builder_inputs_hash(entry) {
+                        return Err(missing(format!(
+                            "the local builder {} was made from older inputs",
+                            locked.tag
+                        )));
+                    }
+                    if engine.inspect_image(&locked.image_id).await?.is_none() {
+                        return Err(missing(format!(
+                            "the locked image {} is not in the engine",
+                            locked.image_id
+                        )));
+                    }
+                    let (tag, id) = (locked.tag.clone(), locked.image_id.clone());
+                    (tag, id, Source::Local, local_prefix, true)
                 }
-                let (tag, id) = (locked.tag.clone(), locked.image_id.clone());
-                (tag, id, Source::Local, local_prefix, true)
             }
-        }
-    };
+        };
     let found = image_glibc(engine, &image_id).await?;
     if found > glibc {
         return Err(BuilderError::GlibcTooNew {
@@ -148,15 +193,85 @@ pub async fn resolve_builder(
             requested: glibc,
         });
     }
+    // Where the interpreter is: the catalog's prefix first, then the
+    // manylinux convention (an image given with --builder-image may be
+    // either kind).
+    let abi = python_exe.trim_start_matches("python").replace('.', "");
+    let mut candidates: Vec<String> = Some(python_prefix)
+        .filter(|p| !p.is_empty())
+        .into_iter()
+        .collect();
+    let manylinux = format!("/opt/python/cp{abi}-cp{abi}");
+    if !candidates.contains(&manylinux) {
+        candidates.push(manylinux);
+    }
+    let probe = probe_python(engine, &image_id, &reference, &candidates, python_exe).await?;
+    let mut real = Vec::new();
+    for p in [&probe.realpath, &probe.configured] {
+        if !p.is_empty() && *p != probe.prefix && !real.contains(p) {
+            real.push(p.clone());
+        }
+    }
     Ok(ResolvedBuilder {
         requested: glibc,
         found,
         reference,
         image_id,
         source,
-        python_prefix,
-        shared_libpython: shared,
+        python_prefix: probe.prefix,
+        python_real_prefixes: real,
+        python_version: probe.version,
+        shared_libpython: probe.shared,
     })
+}
+
+/// Runs [`PROBE_SCRIPT`] with the first candidate prefix that has the
+/// interpreter, in an offline, hardened container.
+async fn probe_python(
+    engine: &Engine,
+    image_id: &str,
+    reference: &str,
+    candidates: &[String],
+    python_exe: &str,
+) -> Result<PythonProbe, BuilderError> {
+    let spec = ContainerSpec {
+        image: image_id.to_string(),
+        build_id: format!("probe-{}", std::process::id()),
+        role: "probe".into(),
+        network: Network::None,
+        hardened: true,
+        env: vec![],
+        user: None,
+    };
+    let quoted: Vec<String> = candidates.iter().map(|c| crate::shell::quote(c)).collect();
+    let script = format!(
+        "for p in {list}; do if [ -x \"$p/bin/{python_exe}\" ]; then exec \"$p/bin/{python_exe}\" -I -c {code} \"$p\"; fi; done; exit 3",
+        list = quoted.join(" "),
+        code = crate::shell::quote(PROBE_SCRIPT),
+    );
+    let container = engine.create_container(&spec).await?;
+    let out = container
+        .exec(&crate::engine::ExecSpec::shell(script))
+        .await;
+    container.remove().await;
+    let out = out?;
+    let no_python = |reason: String| BuilderError::NoPython {
+        image: reference.to_string(),
+        python: python_exe.to_string(),
+        reason: format!("{reason} (looked under {})", candidates.join(", ")),
+    };
+    if out.exit_code == 3 {
+        return Err(no_python("no such interpreter".into()));
+    }
+    if out.exit_code != 0 {
+        return Err(no_python(format!(
+            "it exited with {}: {}",
+            out.exit_code,
+            out.tail.join(" | ")
+        )));
+    }
+    let line = out.stdout.lines().last().unwrap_or_default();
+    serde_json::from_str(line).map_err(|e| no_python(format!("unreadable answer ({e}): {line}")))
 }
 
 fn local_hint(catalog: &Catalog) -> String {
@@ -211,7 +326,7 @@ pub async fn image_glibc(engine: &Engine, image_id: &str) -> Result<Glibc, Build
 
 /// Every catalog image with its presence in the engine.
 pub async fn list(engine: &Engine) -> Result<Vec<ListedImage>, BuilderError> {
-    let catalog = Catalog::embedded()?;
+    let catalog = Catalog::active()?;
     let lock = Lock::load(&paths::image_lock())?;
     let mut rows = Vec::new();
     for b in &catalog.builder {
@@ -228,6 +343,7 @@ pub async fn list(engine: &Engine) -> Result<Vec<ListedImage>, BuilderError> {
                     present: info.is_some(),
                     image_id: info.map(|i| i.id),
                     stale: false,
+                    origin: b.origin.to_string(),
                 }
             }
             Source::Local => {
@@ -241,6 +357,7 @@ pub async fn list(engine: &Engine) -> Result<Vec<ListedImage>, BuilderError> {
                     image_id: locked.map(|l| l.image_id.clone()),
                     present: is_present(engine, locked).await?,
                     stale: locked.is_some_and(|l| l.inputs_hash != catalog.builder_inputs_hash(b)),
+                    origin: b.origin.to_string(),
                 }
             }
         };
@@ -257,6 +374,7 @@ pub async fn list(engine: &Engine) -> Result<Vec<ListedImage>, BuilderError> {
             image_id: locked.map(|l| l.image_id.clone()),
             present: is_present(engine, locked).await?,
             stale: locked.is_some_and(|l| l.inputs_hash != catalog.base_inputs_hash(&r.suite)),
+            origin: crate::catalog::Origin::Shipped.to_string(),
         });
     }
     Ok(rows)
@@ -271,7 +389,7 @@ async fn is_present(engine: &Engine, locked: Option<&LockedImage>) -> Result<boo
 
 /// The image of a suite's runtime base, if it has been made.
 pub async fn runtime_base(engine: &Engine, suite: &str) -> Result<LockedImage, BuilderError> {
-    Catalog::embedded()?.runtime(suite)?;
+    Catalog::active()?.runtime(suite)?;
     let lock = Lock::load(&paths::image_lock())?;
     match lock.bases.get(suite) {
         Some(l) if engine.inspect_image(&l.image_id).await?.is_some() => Ok(l.clone()),

@@ -30,7 +30,7 @@ pub struct RootfsTarball {
 
 /// Makes (or finds) the rootfs tarball of a suite.
 pub async fn ensure_rootfs(suite: &str, force: bool) -> Result<RootfsTarball, BuilderError> {
-    let catalog = Catalog::embedded()?;
+    let catalog = Catalog::active()?;
     let glibc = catalog.suite_glibc(suite)?;
     let key = catalog.base_inputs_hash(suite);
     let dir = paths::home().join("rootfs");

@@ -37,8 +37,10 @@ pub const PREFIX_PLACEHOLDER: &str = "@@HERMETIC_RUNTIME_PREFIX@@";
 pub struct BuildPaths {
     /// The bundle's assembly directory in the builder, e.g. `/hermetic/out/app`.
     pub bundle_dir: String,
-    /// The builder CPython's prefix the runtime was copied from.
-    pub python_prefix: String,
+    /// The builder CPython's prefixes the runtime was copied from: the one
+    /// its interpreter was found at and, when that is a symlink (manylinux's
+    /// `/opt/python/cp311-cp311`), the real one it was installed under.
+    pub python_prefixes: Vec<String>,
     /// Other directories used during the build (`/hermetic/src`, …).
     pub work_dirs: Vec<String>,
 }
@@ -47,11 +49,28 @@ impl BuildPaths {
     /// Every needle, longest first (so the bundle dir wins over its parent).
     pub fn needles(&self) -> Vec<&str> {
         let mut v: Vec<&str> = std::iter::once(self.bundle_dir.as_str())
-            .chain(std::iter::once(self.python_prefix.as_str()))
+            .chain(self.python_prefixes.iter().map(String::as_str))
             .chain(self.work_dirs.iter().map(String::as_str))
             .collect();
         v.sort_by_key(|s| std::cmp::Reverse(s.len()));
+        v.dedup();
         v
+    }
+
+    /// Every prefix and the runtime's assembly path, each mapped to `to`.
+    fn prefix_pairs<'a>(&'a self, runtime_build: &'a str, to: &'a str) -> Vec<(&'a str, &'a str)> {
+        self.python_prefixes
+            .iter()
+            .map(String::as_str)
+            .chain(std::iter::once(runtime_build))
+            .map(|p| (p, to))
+            .collect()
+    }
+
+    fn mentions_prefix(&self, data: &[u8]) -> bool {
+        self.python_prefixes
+            .iter()
+            .any(|p| contains(data, p.as_bytes()))
     }
 }
 
@@ -114,13 +133,10 @@ pub fn relocate(
                 fs_err::write(&entry, &new)?;
                 rewritten.insert(entry.clone(), new);
                 report.scripts.push(rel(top, &entry));
-            } else if name.ends_with("-config") && contains(&data, paths.python_prefix.as_bytes()) {
+            } else if name.ends_with("-config") && paths.mentions_prefix(&data) {
                 let new = replace_all(
                     &data,
-                    &[
-                        (&paths.python_prefix, PREFIX_PLACEHOLDER),
-                        (&runtime_build, PREFIX_PLACEHOLDER),
-                    ],
+                    &paths.prefix_pairs(&runtime_build, PREFIX_PLACEHOLDER),
                 );
                 fs_err::write(&entry, &new)?;
                 report.sysconfig.push(rel(top, &entry));
@@ -138,10 +154,7 @@ pub fn relocate(
             let data = fs_err::read(&entry)?;
             let mut new = replace_all(
                 &data,
-                &[
-                    (&runtime_build, PREFIX_PLACEHOLDER),
-                    (&paths.python_prefix, PREFIX_PLACEHOLDER),
-                ],
+                &paths.prefix_pairs(&runtime_build, PREFIX_PLACEHOLDER),
             );
             if new != data {
                 new.extend_from_slice(SYSCONFIG_FIXUP.as_bytes());
@@ -150,12 +163,12 @@ pub fn relocate(
             }
         } else if name.ends_with(".pc") {
             let data = fs_err::read(&entry)?;
-            if let Some(new) = rewrite_pkgconfig(
-                &data,
-                &entry,
-                &runtime,
-                &[&runtime_build, &paths.python_prefix],
-            ) {
+            let prefixes: Vec<&str> = paths
+                .prefix_pairs(&runtime_build, "")
+                .into_iter()
+                .map(|(p, _)| p)
+                .collect();
+            if let Some(new) = rewrite_pkgconfig(&data, &entry, &runtime, &prefixes) {
                 fs_err::write(&entry, &new)?;
                 report.pkgconfig.push(rel(top, &entry));
             }
@@ -171,15 +184,11 @@ pub fn relocate(
             // Makefile and python-config.py, …): build-time data only, so
             // the placeholder is enough to keep the bundle path-free.
             let data = fs_err::read(&entry)?;
-            let needles = [runtime_build.as_str(), paths.python_prefix.as_str()];
+            let pairs = paths.prefix_pairs(&runtime_build, PREFIX_PLACEHOLDER);
             if !data.starts_with(b"\x7fELF")
                 && std::str::from_utf8(&data).is_ok()
-                && needles.iter().any(|n| contains(&data, n.as_bytes()))
+                && pairs.iter().any(|(n, _)| contains(&data, n.as_bytes()))
             {
-                let pairs = [
-                    (runtime_build.as_str(), PREFIX_PLACEHOLDER),
-                    (paths.python_prefix.as_str(), PREFIX_PLACEHOLDER),
-                ];
                 let new = replace_all(&data, &pairs);
                 fs_err::write(&entry, &new)?;
                 rewritten.insert(entry.clone(), new);
@@ -306,7 +315,7 @@ pub fn scan(top: &Path, paths: &BuildPaths) -> Result<Vec<Hit>, RelocateError> {
 /// default prefix inside ELF files.
 pub fn forbidden_hits<'a>(hits: &'a [Hit], paths: &BuildPaths) -> Vec<&'a Hit> {
     hits.iter()
-        .filter(|h| !(h.elf && h.needle == paths.python_prefix))
+        .filter(|h| !(h.elf && paths.python_prefixes.contains(&h.needle)))
         .collect()
 }
 
@@ -380,7 +389,7 @@ mod tests {
     fn paths() -> BuildPaths {
         BuildPaths {
             bundle_dir: "/hermetic/out/app".into(),
-            python_prefix: "/opt/python/cp311-cp311".into(),
+            python_prefixes: vec!["/opt/python/cp311-cp311".into()],
             work_dirs: vec!["/hermetic/src".into(), "/hermetic/inputs".into()],
         }
     }

@@ -358,7 +358,7 @@ pub async fn build_image(
     let bundle = open_bundle(&settings.bundle)?;
     let meta = &bundle.meta;
     let name = meta.name.clone();
-    let catalog = Catalog::embedded().map_err(|source| OciError::Base {
+    let catalog = Catalog::active().map_err(|source| OciError::Base {
         suite: settings.base.clone().unwrap_or_default(),
         source: source.into(),
     })?;

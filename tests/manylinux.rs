@@ -1,0 +1,297 @@
+//! Issue 12's proof: every shipped recipe builds on a manylinux-shaped
+//! builder (static CPython under `/opt/_internal/cpython-3.11.2` behind the
+//! `/opt/python/cp311-cp311` symlink, no build user, no `/hermetic`, an
+//! entrypoint, no setuptools), reached the way a user with a registry reaches
+//! the pinned manylinux images: through a catalog entry pinned by digest (a
+//! user catalog, as an organisation mirroring them would write), pulled from
+//! a registry (a loopback one here; no registry on the internet is reachable).
+//!
+//! The fixture image is made by `tests/fixtures/manylinux/registry-flow.sh`
+//! from the local bullseye base, cached by the hash of its inputs.
+
+mod common;
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+/// The fixture's CPython, where manylinux puts it.
+const REAL_PREFIX: &str = "/opt/_internal/cpython-3.11.2";
+const LINK_PREFIX: &str = "/opt/python/cp311-cp311";
+/// Build paths that must be in no file of a bundle.
+const BUILD_PATHS: &[&str] = &[
+    "/hermetic/out",
+    "/hermetic/src",
+    "/hermetic/work",
+    "/hermetic/inputs",
+];
+
+fn repo() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+fn text(out: &Output) -> String {
+    format!(
+        "stdout:\n{}\nstderr:\n{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    )
+}
+
+/// The loopback registry serving the fixture; stopped when dropped.
+struct Registry {
+    pid: String,
+    dir: String,
+}
+
+impl Drop for Registry {
+    fn drop(&mut self) {
+        let _ = Command::new("kill").arg(&self.pid).status();
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+/// Builds (or reuses) the fixture, pushes it to a fresh loopback registry
+/// and returns its pinned reference with the running registry.
+fn serve_fixture(base_id: &str) -> (String, String, Registry) {
+    let script = repo().join("tests/fixtures/manylinux/registry-flow.sh");
+    let out = Command::new("bash")
+        .arg(&script)
+        .arg(base_id)
+        .arg("1")
+        .output()
+        .expect("run registry-flow.sh");
+    assert!(out.status.success(), "fixture flow failed\n{}", text(&out));
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let field = |key: &str| {
+        stdout
+            .lines()
+            .find_map(|l| l.strip_prefix(&format!("{key}=")))
+            .unwrap_or_else(|| panic!("no {key}= in\n{stdout}"))
+            .to_string()
+    };
+    let registry = Registry {
+        pid: field("registry_pid"),
+        dir: field("registry_dir"),
+    };
+    (field("reference"), field("image_id"), registry)
+}
+
+/// Non-ELF files naming a build path or the builder's CPython prefix (ELF
+/// files may keep the prefix as their compiled-in default).
+fn leaks(top: &Path) -> Vec<String> {
+    let mut hits = Vec::new();
+    for entry in walkdir::WalkDir::new(top) {
+        let entry = entry.unwrap();
+        if !entry.file_type().is_file() {
+            continue;
+        }
+        let data = fs_err::read(entry.path()).unwrap();
+        let elf = data.starts_with(b"\x7fELF");
+        let prefixes = [REAL_PREFIX, LINK_PREFIX];
+        let needles = BUILD_PATHS.iter().chain(prefixes.iter().filter(|_| !elf));
+        for needle in needles {
+            if data.windows(needle.len()).any(|w| w == needle.as_bytes()) {
+                hits.push(format!("{}: {needle}", entry.path().display()));
+            }
+        }
+    }
+    hits
+}
+
+fn hermetic(catalog: &Path, args: &[&str]) -> Output {
+    Command::new(common::hermetic_bin())
+        .arg("--catalog")
+        .arg(catalog)
+        .args(args)
+        .output()
+        .expect("run hermetic")
+}
+
+fn build(catalog: &Path, recipe: &str, out: &Path) -> Output {
+    let recipe_path = repo().join("recipes").join(recipe).join("hermetic.toml");
+    hermetic(
+        catalog,
+        &[
+            "build",
+            "--recipe",
+            recipe_path.to_str().unwrap(),
+            "--glibc",
+            "2.31",
+            "--out",
+            out.to_str().unwrap(),
+            "--rebuild",
+            "--json",
+        ],
+    )
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn shipped_recipes_build_on_a_manylinux_builder_pinned_in_a_user_catalog() {
+    let test = "shipped_recipes_build_on_a_manylinux_builder_pinned_in_a_user_catalog";
+    let Some(engine) = common::engine_or_skip(test).await else {
+        return;
+    };
+    let bullseye = common::base_image(&engine, "bullseye").await;
+    common::base_image(&engine, "trixie").await;
+    let (reference, image_id, _registry) = serve_fixture(&bullseye);
+
+    // Forget the digest reference the flow's own pull added: hermetic must
+    // pull the pinned image from the registry itself.
+    let rmi = Command::new("docker")
+        .args(["rmi", &reference])
+        .output()
+        .unwrap();
+    assert!(rmi.status.success(), "{}", text(&rmi));
+    assert!(
+        engine.inspect_image(&reference).await.unwrap().is_none(),
+        "{reference} still present"
+    );
+
+    let work = tempfile::tempdir().unwrap();
+    let catalog = work.path().join("org-catalog.toml");
+    fs_err::write(
+        &catalog,
+        format!(
+            "# an organisation's mirror of manylinux_2_31\nformat = 1\n\n[[builder]]\n\
+             glibc = \"2.31\"\nreference = \"{reference}\"\n"
+        ),
+    )
+    .unwrap();
+
+    // `images list` says where the entry comes from.
+    let list = hermetic(&catalog, &["images", "list", "--json"]);
+    assert!(list.status.success(), "{}", text(&list));
+    let rows: serde_json::Value = serde_json::from_slice(&list.stdout).unwrap();
+    let row = rows
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r["role"] == "builder" && r["glibc"] == "2.31")
+        .unwrap();
+    assert_eq!(row["origin"], catalog.to_str().unwrap(), "{row}");
+    assert_eq!(row["source"], "upstream", "{row}");
+    assert_eq!(row["reference"], reference.as_str(), "{row}");
+
+    for recipe in ["qr-cli", "pyyaml-libyaml", "local-project"] {
+        let out_dir = work.path().join(format!("out-{recipe}"));
+        let out = build(&catalog, recipe, &out_dir);
+        assert!(
+            out.status.success(),
+            "{recipe}: build failed\n{}",
+            text(&out)
+        );
+        let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+        let target = &report["targets"][0];
+        assert_eq!(target["smoke"]["passed"], true, "{recipe}: {target}");
+        assert_eq!(target["smoke"]["suite"], "trixie");
+
+        // The record pins the catalog's image, pulled by digest.
+        let record_name = target["record"].as_str().unwrap();
+        let record: serde_json::Value =
+            serde_json::from_slice(&fs_err::read(out_dir.join(record_name)).unwrap()).unwrap();
+        assert_eq!(record["builder"]["reference"], reference.as_str());
+        assert_eq!(record["builder"]["image_id"], image_id.as_str());
+
+        // Moved elsewhere: no builder prefix or build path outside ELF
+        // files, the real interpreter version recorded, pip runs.
+        let moved = work.path().join(format!("moved {recipe}"));
+        fs_err::create_dir_all(&moved).unwrap();
+        let archive = out_dir.join(target["archive"].as_str().unwrap());
+        let reader = hermetic::archive::open_archive(&archive).unwrap();
+        tar::Archive::new(reader).unpack(&moved).unwrap();
+        let top = moved.join(report["name"].as_str().unwrap());
+        let hits = leaks(&top);
+        assert!(hits.is_empty(), "{recipe}: builder paths left: {hits:#?}");
+        let meta: serde_json::Value =
+            serde_json::from_slice(&fs_err::read(top.join("share/hermetic/bundle.json")).unwrap())
+                .unwrap();
+        assert_eq!(meta["python"]["version"], "3.11.2", "{recipe}: {meta}");
+        let runtime = top.join("python/runtime");
+        assert!(
+            !fs_err::symlink_metadata(&runtime)
+                .unwrap()
+                .file_type()
+                .is_symlink(),
+            "{recipe}: the runtime is a symlink"
+        );
+        let pip = Command::new(runtime.join("bin/pip3"))
+            .arg("--version")
+            .env_clear()
+            .env("PATH", "/usr/bin:/bin")
+            .output()
+            .unwrap();
+        assert!(pip.status.success(), "{recipe}: moved pip3\n{}", text(&pip));
+        assert!(
+            String::from_utf8_lossy(&pip.stdout).contains(moved.to_str().unwrap()),
+            "{recipe}: {}",
+            text(&pip)
+        );
+    }
+
+    // Embedding needs a shared libpython: refused before anything is
+    // fetched, saying why and what to do, and nothing is written.
+    let out_dir = work.path().join("out-embed");
+    let out = build(&catalog, "embed-launcher", &out_dir);
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("static CPython"), "{stderr}");
+    assert!(stderr.contains("links libpython"), "{stderr}");
+    assert!(stderr.contains("hermetic images build"), "{stderr}");
+    assert!(
+        !out_dir.exists(),
+        "refused build left {}",
+        out_dir.display()
+    );
+}
+
+/// A catalog in `$HERMETIC_HOME` is found without `--catalog`, and a named
+/// one that does not exist is an error naming it.
+#[tokio::test(flavor = "multi_thread")]
+async fn user_catalog_is_found_in_hermetic_home_and_a_missing_named_one_is_an_error() {
+    let test = "user_catalog_is_found_in_hermetic_home_and_a_missing_named_one_is_an_error";
+    if common::engine_or_skip(test).await.is_none() {
+        return;
+    }
+    let home = tempfile::tempdir().unwrap();
+    let reference = format!(
+        "registry.example/pypa/manylinux_2_24@sha256:{}",
+        "ab".repeat(32)
+    );
+    fs_err::write(
+        home.path().join("catalog.toml"),
+        format!("format = 1\n[[builder]]\nglibc = \"2.24\"\nreference = \"{reference}\"\n"),
+    )
+    .unwrap();
+    let out = Command::new(common::hermetic_bin())
+        .args(["images", "list", "--json"])
+        .env("HERMETIC_HOME", home.path())
+        .env_remove("HERMETIC_CATALOG")
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", text(&out));
+    let rows: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let row = rows
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r["glibc"] == "2.24")
+        .unwrap_or_else(|| panic!("no 2.24 row: {rows}"));
+    assert_eq!(row["reference"], reference.as_str());
+    assert_eq!(
+        row["origin"],
+        home.path().join("catalog.toml").to_str().unwrap()
+    );
+    assert_eq!(row["present"], false);
+
+    let missing = home.path().join("no-such-catalog.toml");
+    let out = Command::new(common::hermetic_bin())
+        .arg("--catalog")
+        .arg(&missing)
+        .args(["build", "--glibc", "2.31", "--plan"])
+        .current_dir(repo().join("recipes/qr-cli"))
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("no-such-catalog.toml"), "{stderr}");
+}
