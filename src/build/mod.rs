@@ -471,7 +471,7 @@ fn python_full_version(builder: &builder::ResolvedBuilder) -> String {
 pub fn links_libpython(commands: &[String]) -> Option<usize> {
     commands
         .iter()
-        .position(|c| c.contains("-lpython") || c.contains("--embed") || c.contains("-embed"))
+        .position(|c| c.contains("-lpython") || c.contains("-embed"))
         .map(|i| i + 1)
 }
 
@@ -655,5 +655,31 @@ fn tail_text(tail: &[String]) -> String {
         String::new()
     } else {
         format!("\n  | {}", tail.join("\n  | "))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::links_libpython;
+
+    #[test]
+    fn link_flags_that_need_a_shared_libpython_are_found() {
+        let cmds = |c: &[&str]| c.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+        assert_eq!(
+            links_libpython(&cmds(&["pip install .", "cc x.c -lpython3.11"])),
+            Some(2)
+        );
+        assert_eq!(
+            links_libpython(&cmds(&["cc x.c $(python3.11-config --embed --ldflags)"])),
+            Some(1)
+        );
+        assert_eq!(
+            links_libpython(&cmds(&["cc x.c $(pkg-config --libs python-3.11-embed)"])),
+            Some(1)
+        );
+        assert_eq!(
+            links_libpython(&cmds(&["pip install .", "python -m build"])),
+            None
+        );
     }
 }

@@ -234,15 +234,7 @@ async fn probe_python(
     candidates: &[String],
     python_exe: &str,
 ) -> Result<PythonProbe, BuilderError> {
-    let spec = ContainerSpec {
-        image: image_id.to_string(),
-        build_id: format!("probe-{}", std::process::id()),
-        role: "probe".into(),
-        network: Network::None,
-        hardened: true,
-        env: vec![],
-        user: None,
-    };
+    let spec = probe_spec(image_id);
     let quoted: Vec<String> = candidates.iter().map(|c| crate::shell::quote(c)).collect();
     let script = format!(
         "for p in {list}; do if [ -x \"$p/bin/{python_exe}\" ]; then exec \"$p/bin/{python_exe}\" -I -c {code} \"$p\"; fi; done; exit 3",
@@ -274,6 +266,19 @@ async fn probe_python(
     serde_json::from_str(line).map_err(|e| no_python(format!("unreadable answer ({e}): {line}")))
 }
 
+/// A short-lived, offline, hardened container for asking an image a question.
+fn probe_spec(image_id: &str) -> ContainerSpec {
+    ContainerSpec {
+        image: image_id.to_string(),
+        build_id: format!("probe-{}", std::process::id()),
+        role: "probe".into(),
+        network: Network::None,
+        hardened: true,
+        env: vec![],
+        user: None,
+    }
+}
+
 fn local_hint(catalog: &Catalog) -> String {
     let local: Vec<String> = catalog
         .local_baselines()
@@ -288,15 +293,7 @@ fn local_hint(catalog: &Catalog) -> String {
 
 /// Reads the glibc version inside an image from its `libc.so.6`.
 pub async fn image_glibc(engine: &Engine, image_id: &str) -> Result<Glibc, BuilderError> {
-    let spec = ContainerSpec {
-        image: image_id.to_string(),
-        build_id: format!("probe-{}", std::process::id()),
-        role: "probe".into(),
-        network: Network::None,
-        hardened: true,
-        env: vec![],
-        user: None,
-    };
+    let spec = probe_spec(image_id);
     let container = engine.create_container(&spec).await?;
     let mut result = Err(BuilderError::NoLibc {
         image: image_id.to_string(),
