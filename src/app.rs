@@ -480,7 +480,7 @@ pub async fn exec(global: &GlobalSettings, settings: ExecSettings) -> Result<Out
         &engine,
         settings.glibc,
         settings.builder_image.as_deref(),
-        "python3.11",
+        None,
     )
     .await?;
     let network = if settings.network {

@@ -176,7 +176,7 @@ async fn build_target(
         ctx.engine,
         target.glibc,
         target.builder_override.as_deref(),
-        &ctx.python_exe,
+        Some(&ctx.python_exe),
     )
     .await?;
     // Embedding needs libpython3.X.so; a static CPython (every manylinux

@@ -115,12 +115,12 @@ pub async fn resolve_builder(
     engine: &Engine,
     glibc: Glibc,
     image_override: Option<&str>,
-    python_exe: &str,
+    python_exe: Option<&str>,
 ) -> Result<ResolvedBuilder, BuilderError> {
     let catalog = Catalog::active()?;
     let hint = local_hint(catalog);
     let local_prefix = catalog.local.python.prefix();
-    let (reference, image_id, source, python_prefix, _catalog_says_shared) =
+    let (reference, image_id, source, python_prefix, catalog_says_shared) =
         if let Some(image) = image_override {
             let info = if image.contains('@') {
                 engine.ensure_pinned(image, Some(hint)).await?
@@ -193,6 +193,21 @@ pub async fn resolve_builder(
             requested: glibc,
         });
     }
+    // `hermetic exec` runs any command and needs no interpreter: the
+    // catalog's word stands then.
+    let Some(python_exe) = python_exe else {
+        return Ok(ResolvedBuilder {
+            requested: glibc,
+            found,
+            reference,
+            image_id,
+            source,
+            python_prefix,
+            python_real_prefixes: Vec::new(),
+            python_version: String::new(),
+            shared_libpython: catalog_says_shared,
+        });
+    };
     // Where the interpreter is: the catalog's prefix first, then the
     // manylinux convention (an image given with --builder-image may be
     // either kind).
