@@ -45,27 +45,7 @@ const BUILD_PATHS: &[&str] = &[
 const PYTHON_PREFIX: &str = "/opt/python/cp311-cp311";
 
 fn scan_for_build_paths(top: &Path) -> Vec<String> {
-    let mut hits = Vec::new();
-    for entry in walkdir::WalkDir::new(top) {
-        let entry = entry.unwrap();
-        if !entry.file_type().is_file() {
-            continue;
-        }
-        let data = fs_err::read(entry.path()).unwrap();
-        let elf = data.starts_with(b"\x7fELF");
-        let rel = entry
-            .path()
-            .strip_prefix(top)
-            .unwrap()
-            .display()
-            .to_string();
-        for needle in BUILD_PATHS.iter().chain((!elf).then_some(&PYTHON_PREFIX)) {
-            if data.windows(needle.len()).any(|w| w == needle.as_bytes()) {
-                hits.push(format!("{rel}: {needle}"));
-            }
-        }
-    }
-    hits
+    common::find_needles(top, BUILD_PATHS, &[PYTHON_PREFIX])
 }
 
 /// Builds a shipped recipe and checks everything the issue asks of it.

@@ -76,28 +76,6 @@ fn serve_fixture(base_id: &str) -> (String, String, Registry) {
     (field("reference"), field("image_id"), registry)
 }
 
-/// Non-ELF files naming a build path or the builder's CPython prefix (ELF
-/// files may keep the prefix as their compiled-in default).
-fn leaks(top: &Path) -> Vec<String> {
-    let mut hits = Vec::new();
-    for entry in walkdir::WalkDir::new(top) {
-        let entry = entry.unwrap();
-        if !entry.file_type().is_file() {
-            continue;
-        }
-        let data = fs_err::read(entry.path()).unwrap();
-        let elf = data.starts_with(b"\x7fELF");
-        let prefixes = [REAL_PREFIX, LINK_PREFIX];
-        let needles = BUILD_PATHS.iter().chain(prefixes.iter().filter(|_| !elf));
-        for needle in needles {
-            if data.windows(needle.len()).any(|w| w == needle.as_bytes()) {
-                hits.push(format!("{}: {needle}", entry.path().display()));
-            }
-        }
-    }
-    hits
-}
-
 fn hermetic(catalog: &Path, args: &[&str]) -> Output {
     Command::new(common::hermetic_bin())
         .arg("--catalog")
@@ -200,7 +178,7 @@ async fn shipped_recipes_build_on_a_manylinux_builder_pinned_in_a_user_catalog()
         let reader = hermetic::archive::open_archive(&archive).unwrap();
         tar::Archive::new(reader).unpack(&moved).unwrap();
         let top = moved.join(report["name"].as_str().unwrap());
-        let hits = leaks(&top);
+        let hits = common::find_needles(&top, BUILD_PATHS, &[REAL_PREFIX, LINK_PREFIX]);
         assert!(hits.is_empty(), "{recipe}: builder paths left: {hits:#?}");
         let meta: serde_json::Value =
             serde_json::from_slice(&fs_err::read(top.join("share/hermetic/bundle.json")).unwrap())

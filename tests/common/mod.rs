@@ -52,6 +52,38 @@ pub async fn builder_image(engine: &Engine, glibc: &str) -> String {
         .image_id
 }
 
+/// Files under `top` holding any of `everywhere`, or (outside ELF files,
+/// which may keep a compiled-in default prefix) any of `outside_elf`; each
+/// hit as `relative/path: needle`.
+pub fn find_needles(
+    top: &std::path::Path,
+    everywhere: &[&str],
+    outside_elf: &[&str],
+) -> Vec<String> {
+    let mut hits = Vec::new();
+    for entry in walkdir::WalkDir::new(top) {
+        let entry = entry.unwrap();
+        if !entry.file_type().is_file() {
+            continue;
+        }
+        let data = fs_err::read(entry.path()).unwrap();
+        let elf = data.starts_with(b"\x7fELF");
+        let rel = entry
+            .path()
+            .strip_prefix(top)
+            .unwrap()
+            .display()
+            .to_string();
+        let extra = if elf { &[][..] } else { outside_elf };
+        for needle in everywhere.iter().chain(extra) {
+            if data.windows(needle.len()).any(|w| w == needle.as_bytes()) {
+                hits.push(format!("{rel}: {needle}"));
+            }
+        }
+    }
+    hits
+}
+
 /// Path of the built `hermetic` binary.
 pub fn hermetic_bin() -> PathBuf {
     PathBuf::from(env!("CARGO_BIN_EXE_hermetic"))
