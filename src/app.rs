@@ -387,11 +387,23 @@ pub async fn images_list(global: &GlobalSettings, json: bool) -> Result<Outcome>
             "{:<8} {:<6} {:<9} {:<9} {:<8} REFERENCE / IMAGE ID",
             "ROLE", "GLIBC", "SOURCE", "SUITE", "PRESENT"
         )?;
-        for r in rows {
-            let source = match r.source {
-                catalog::Source::Upstream => "upstream",
-                catalog::Source::Local => "local",
+        let mut fallbacks = Vec::new();
+        for r in &rows {
+            let source = match (r.source, r.kind) {
+                (catalog::Source::Upstream, _) => "upstream",
+                (catalog::Source::Local, catalog::Kind::Toolchain) => "toolchain",
+                (catalog::Source::Local, catalog::Kind::Distro) => "local",
             };
+            if r.role == "builder"
+                && r.source == catalog::Source::Local
+                && rows.iter().any(|o| {
+                    o.role == "builder"
+                        && o.glibc == r.glibc
+                        && o.source == catalog::Source::Upstream
+                })
+            {
+                fallbacks.push(r.glibc.to_string());
+            }
             let present = match (r.present, r.stale) {
                 (true, true) => "stale",
                 (true, false) => "yes",
@@ -417,6 +429,13 @@ pub async fn images_list(global: &GlobalSettings, json: bool) -> Result<Outcome>
                 source,
                 r.suite.as_deref().unwrap_or("-"),
                 present
+            )?;
+        }
+        if !fallbacks.is_empty() {
+            writeln!(
+                out,
+                "glibc {}: the upstream builder is the default; the toolchain builder (zig targeting that glibc, `hermetic images build --glibc X`) is used when no registry answers",
+                fallbacks.join(", ")
             )?;
         }
     }

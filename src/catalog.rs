@@ -17,8 +17,12 @@ use crate::glibc::{Glibc, GlibcError};
 
 /// The catalog, as shipped.
 const CATALOG_TOML: &str = include_str!("../images/catalog.toml");
-/// The local builder's Dockerfile, as shipped: part of a local builder's inputs.
+/// The distro builder's Dockerfile, as shipped: part of a local builder's inputs.
 pub const BUILDER_DOCKERFILE: &str = include_str!("../Dockerfiles/builder-debian.Dockerfile");
+/// The toolchain builder's Dockerfile, as shipped.
+pub const TOOLCHAIN_DOCKERFILE: &str = include_str!("../Dockerfiles/builder-toolchain.Dockerfile");
+/// The compiler wrapper of toolchain builders (`hermetic-cc`, `hermetic-c++`).
+pub const TOOLCHAIN_CC: &str = include_str!("../Dockerfiles/hermetic-cc");
 /// Bumped when the way local images are made changes, to invalidate caches.
 const LOCAL_IMAGE_FORMAT: u32 = 1;
 
@@ -49,6 +53,40 @@ pub struct LocalConfig {
     pub dockerfile: String,
     /// The CPython local builders compile.
     pub python: PythonSource,
+    /// What toolchain builders add: the compiler and the libraries built
+    /// from source for the baseline.
+    pub toolchain: ToolchainConfig,
+}
+
+/// The pinned inputs of toolchain builders.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct ToolchainConfig {
+    /// File name of their Dockerfile in the build context.
+    pub dockerfile: String,
+    /// The ziglang wheel (PyPI), downloaded by hermetic on the host.
+    pub zig: PinnedDownload,
+    /// sqlite's source tarball (the distro's libsqlite3 needs a newer glibc).
+    pub sqlite: PinnedDownload,
+}
+
+/// A file fetched by URL and checked against its SHA-256.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct PinnedDownload {
+    /// Its version, for people.
+    pub version: String,
+    /// Where it is fetched from.
+    pub url: String,
+    /// Its SHA-256.
+    pub sha256: String,
+}
+
+impl PinnedDownload {
+    /// The last path segment of the URL.
+    pub fn file_name(&self) -> &str {
+        self.url.rsplit('/').next().unwrap_or(&self.url)
+    }
 }
 
 /// The pinned CPython source tarball local builders compile.
@@ -88,7 +126,29 @@ pub enum Source {
     Local,
 }
 
-/// One builder in the catalog.
+/// How a builder reaches its baseline.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Kind {
+    /// The distro's own glibc is the baseline (manylinux, Debian suites).
+    #[default]
+    Distro,
+    /// A compiler that targets the baseline's glibc (zig) on a newer distro.
+    Toolchain,
+}
+
+impl std::fmt::Display for Kind {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Kind::Distro => "distro",
+            Kind::Toolchain => "toolchain",
+        })
+    }
+}
+
+/// One builder in the catalog. A baseline has at most one upstream and at
+/// most one local builder; with both, the upstream one is the default and
+/// the local one what is used when no registry answers.
 #[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct BuilderEntry {
@@ -96,6 +156,9 @@ pub struct BuilderEntry {
     pub glibc: Glibc,
     /// Upstream (by digest) or made locally.
     pub source: Source,
+    /// Distro or toolchain builder.
+    #[serde(default)]
+    pub kind: Kind,
     /// Upstream: `name@sha256:<digest>`.
     pub reference: Option<String>,
     /// Local: the Debian suite.
@@ -270,17 +333,23 @@ impl Catalog {
             let entry = BuilderEntry {
                 glibc: b.glibc,
                 source: Source::Upstream,
+                kind: Kind::Distro,
                 reference: Some(b.reference),
                 suite: None,
                 python_prefix: b.python_prefix,
                 origin: origin.clone(),
             };
-            match self.builder.iter_mut().find(|e| e.glibc == b.glibc) {
+            match self
+                .builder
+                .iter_mut()
+                .find(|e| e.glibc == b.glibc && e.source == Source::Upstream)
+            {
                 Some(existing) => *existing = entry,
                 None => self.builder.push(entry),
             }
         }
-        self.builder.sort_by_key(|b| b.glibc);
+        self.builder
+            .sort_by_key(|b| (b.glibc, b.source == Source::Local));
         Ok(())
     }
 
@@ -301,21 +370,53 @@ impl Catalog {
                         reason: format!("local builder {} has no suite", b.glibc),
                     });
                 }
+                Source::Upstream if b.kind == Kind::Toolchain => {
+                    return Err(CatalogError::Invalid {
+                        reason: format!(
+                            "upstream builder {} cannot be a toolchain builder",
+                            b.glibc
+                        ),
+                    });
+                }
                 _ => {}
             }
+            let twins = catalog
+                .builder
+                .iter()
+                .filter(|o| o.glibc == b.glibc && o.source == b.source)
+                .count();
+            if twins > 1 {
+                return Err(CatalogError::Invalid {
+                    reason: format!("more than one {:?} builder for {}", b.source, b.glibc),
+                });
+            }
         }
+        let mut catalog = catalog;
+        catalog
+            .builder
+            .sort_by_key(|b| (b.glibc, b.source == Source::Local));
         Ok(catalog)
     }
 
-    /// The builder for a baseline.
+    /// The default builder for a baseline: its upstream one if it has one.
     pub fn builder(&self, glibc: Glibc) -> Result<&BuilderEntry, CatalogError> {
         self.builder
             .iter()
             .find(|b| b.glibc == glibc)
-            .ok_or_else(|| CatalogError::UnknownBaseline {
-                glibc,
-                known: self.builder.iter().map(|b| b.glibc.to_string()).collect(),
-            })
+            .ok_or_else(|| self.unknown(glibc))
+    }
+
+    /// The locally made builder for a baseline, if the catalog has one.
+    pub fn local_builder(&self, glibc: Glibc) -> Option<&BuilderEntry> {
+        self.builder
+            .iter()
+            .find(|b| b.glibc == glibc && b.source == Source::Local)
+    }
+
+    fn unknown(&self, glibc: Glibc) -> CatalogError {
+        let mut known: Vec<String> = self.builder.iter().map(|b| b.glibc.to_string()).collect();
+        known.dedup();
+        CatalogError::UnknownBaseline { glibc, known }
     }
 
     /// Baselines with a local builder, for hints.
@@ -377,13 +478,34 @@ impl Catalog {
     /// Cache key of a local builder: everything that goes into it.
     pub fn builder_inputs_hash(&self, entry: &BuilderEntry) -> String {
         let suite = entry.suite.as_deref().unwrap_or_default();
-        let inputs = serde_json::json!({
-            "format": LOCAL_IMAGE_FORMAT,
-            "glibc": entry.glibc,
-            "base": self.base_inputs_hash(suite),
-            "local": self.local,
-            "dockerfile_sha256": crate::archive::sha256_bytes(BUILDER_DOCKERFILE.as_bytes()),
-        });
+        let sha = |text: &str| crate::archive::sha256_bytes(text.as_bytes());
+        let inputs = match entry.kind {
+            Kind::Distro => serde_json::json!({
+                "format": LOCAL_IMAGE_FORMAT,
+                "glibc": entry.glibc,
+                "base": self.base_inputs_hash(suite),
+                // The shape of the whole `[local]` table before toolchain
+                // builders existed: distro builders keep their cache key.
+                "local": {
+                    "mirror": self.local.mirror,
+                    "source_date_epoch": self.local.source_date_epoch,
+                    "dockerfile": self.local.dockerfile,
+                    "python": self.local.python,
+                },
+                "dockerfile_sha256": sha(BUILDER_DOCKERFILE),
+            }),
+            Kind::Toolchain => serde_json::json!({
+                "format": LOCAL_IMAGE_FORMAT,
+                "kind": "toolchain",
+                "glibc": entry.glibc,
+                "base": self.base_inputs_hash(suite),
+                "source_date_epoch": self.local.source_date_epoch,
+                "python": self.local.python,
+                "toolchain": self.local.toolchain,
+                "dockerfile_sha256": sha(TOOLCHAIN_DOCKERFILE),
+                "cc_sha256": sha(TOOLCHAIN_CC),
+            }),
+        };
         crate::archive::sha256_bytes(inputs.to_string().as_bytes())
     }
 }

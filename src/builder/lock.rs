@@ -30,6 +30,10 @@ pub struct LockedImage {
     pub image_id: String,
     /// The catalog inputs hash it was made from.
     pub inputs_hash: String,
+    /// Toolchain builders: the baseline their CPython and libraries were
+    /// audited against when the image was accepted.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub toolchain_glibc: Option<crate::glibc::Glibc>,
 }
 
 impl Lock {
@@ -84,6 +88,7 @@ mod tests {
             tag: "hermetic/builder:glibc2.31-x".into(),
             image_id: "sha256:aa".into(),
             inputs_hash: "bb".into(),
+            toolchain_glibc: None,
         };
         Lock::record(&path, |l| &mut l.builders, "2.31".into(), image.clone()).unwrap();
         Lock::record(&path, |l| &mut l.bases, "trixie".into(), image.clone()).unwrap();

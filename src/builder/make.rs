@@ -10,8 +10,9 @@ use serde::Serialize;
 use tracing::{info, instrument};
 
 use super::lock::{Lock, LockedImage};
-use super::{BuilderError, ms, rootfs};
-use crate::catalog::{BUILDER_DOCKERFILE, Catalog, Source};
+use super::{BuilderError, download, ms, rootfs};
+use crate::catalog::{BUILDER_DOCKERFILE, Catalog, Kind, TOOLCHAIN_CC, TOOLCHAIN_DOCKERFILE};
+use crate::elf::audit::Finding;
 use crate::engine::{BuildImageSpec, Engine};
 use crate::glibc::Glibc;
 use crate::paths;
@@ -31,7 +32,9 @@ pub struct ReadyImage {
     pub elapsed_ms: u64,
 }
 
-/// Makes (or finds cached) the local builder for `glibc`.
+/// Makes (or finds cached) the local builder for `glibc`: a distro builder
+/// (the suite's glibc is the baseline) or a toolchain builder (zig targets
+/// the baseline; its CPython is audited against it before it is accepted).
 #[instrument(skip_all, fields(glibc = %glibc))]
 pub async fn build_local_builder(
     engine: &Engine,
@@ -40,16 +43,13 @@ pub async fn build_local_builder(
 ) -> Result<ReadyImage, BuilderError> {
     let started = Instant::now();
     let catalog = Catalog::active()?;
-    let entry = catalog.builder(glibc)?;
-    let suite = match (entry.source, entry.suite.as_deref()) {
-        (Source::Local, Some(suite)) => suite.to_string(),
-        _ => {
-            return Err(BuilderError::NotLocal {
-                glibc,
-                local: catalog.local_baselines(),
-            });
-        }
+    catalog.builder(glibc)?;
+    let not_local = || BuilderError::NotLocal {
+        glibc,
+        local: catalog.local_baselines(),
     };
+    let entry = catalog.local_builder(glibc).ok_or_else(not_local)?;
+    let suite = entry.suite.clone().ok_or_else(not_local)?;
     let inputs_hash = catalog.builder_inputs_hash(entry);
     let tag = engine.kind().local_image_name(&format!(
         "hermetic/builder:glibc{glibc}-{}",
@@ -59,15 +59,19 @@ pub async fn build_local_builder(
     let key = glibc.to_string();
     if !force {
         let lock = Lock::load(&lock_path)?;
-        if let Some(ready) = cached(engine, lock.builders.get(&key), &tag, &inputs_hash).await? {
+        if let Some(mut ready) = cached(engine, lock.builders.get(&key), &tag, &inputs_hash).await?
+        {
+            if entry.kind == Kind::Toolchain && ready.toolchain_glibc != Some(glibc) {
+                ready.toolchain_glibc =
+                    Some(check_toolchain(engine, &ready.image_id, &tag, glibc).await?);
+            }
             Lock::record(&lock_path, |l| &mut l.builders, key, ready.clone())?;
             return Ok(ready_image(ready, true, started));
         }
     }
     let base = ensure_base(engine, &suite, force).await?;
-    let context = builder_context(&catalog.local.dockerfile)?;
     let python = &catalog.local.python;
-    let build_args = HashMap::from([
+    let mut build_args = HashMap::from([
         ("BASE".to_string(), base.image_id.clone()),
         ("PYTHON_VERSION".to_string(), python.version.clone()),
         ("PYTHON_URL".to_string(), python.url.clone()),
@@ -77,30 +81,188 @@ pub async fn build_local_builder(
             catalog.local.source_date_epoch.to_string(),
         ),
     ]);
+    let (dockerfile, context) = match entry.kind {
+        Kind::Distro => {
+            let name = catalog.local.dockerfile.clone();
+            let context = build_context(
+                &[(name.as_str(), BUILDER_DOCKERFILE.as_bytes(), 0o644)],
+                &[],
+            )?;
+            (name, context)
+        }
+        Kind::Toolchain => {
+            let toolchain = &catalog.local.toolchain;
+            let wheel = download::fetch_pinned(&toolchain.zig).await?;
+            build_args.extend([
+                ("TARGET_GLIBC".to_string(), glibc.to_string()),
+                (
+                    "ZIG_WHEEL".to_string(),
+                    toolchain.zig.file_name().to_string(),
+                ),
+                ("ZIG_SHA256".to_string(), toolchain.zig.sha256.clone()),
+                ("SQLITE_URL".to_string(), toolchain.sqlite.url.clone()),
+                ("SQLITE_SHA256".to_string(), toolchain.sqlite.sha256.clone()),
+            ]);
+            let name = toolchain.dockerfile.clone();
+            let context = build_context(
+                &[
+                    (name.as_str(), TOOLCHAIN_DOCKERFILE.as_bytes(), 0o644),
+                    ("hermetic-cc", TOOLCHAIN_CC.as_bytes(), 0o755),
+                ],
+                &[(toolchain.zig.file_name(), wheel.as_path())],
+            )?;
+            (name, context)
+        }
+    };
     let labels = HashMap::from([
         ("io.hermetic.inputs-hash".to_string(), inputs_hash.clone()),
         ("io.hermetic.glibc".to_string(), glibc.to_string()),
         ("io.hermetic.suite".to_string(), suite.clone()),
+        ("io.hermetic.kind".to_string(), entry.kind.to_string()),
     ]);
     let log = paths::log_dir().join(format!("images-build-glibc{glibc}.log"));
-    info!("building local builder {tag} (log: {})", log.display());
+    info!(
+        "building local {} builder {tag} (log: {})",
+        entry.kind,
+        log.display()
+    );
     let image_id = engine
         .build_image(&BuildImageSpec {
             context_tar: context.path().to_path_buf(),
-            dockerfile: catalog.local.dockerfile.clone(),
+            dockerfile,
             tag: tag.clone(),
             build_args,
             labels,
             log,
         })
         .await?;
+    let toolchain_glibc = match entry.kind {
+        Kind::Distro => None,
+        Kind::Toolchain => match check_toolchain(engine, &image_id, &tag, glibc).await {
+            Ok(g) => Some(g),
+            Err(e) => {
+                // Not left under the tag a later run would find it by.
+                let _ = engine.remove_unused_image(&tag).await;
+                return Err(e);
+            }
+        },
+    };
     let locked = LockedImage {
         tag,
         image_id,
         inputs_hash,
+        toolchain_glibc,
     };
     Lock::record(&lock_path, |l| &mut l.builders, key, locked.clone())?;
     Ok(ready_image(locked, false, started))
+}
+
+/// Collects a toolchain builder's CPython prefix, `/usr/local/lib` and the
+/// distro libraries they load (what bundles vendor) and audits them against
+/// the baseline the builder claims: only glibc symbol versions and
+/// blacklisted symbols count (the libraries themselves are vendored).
+async fn check_toolchain(
+    engine: &Engine,
+    image_id: &str,
+    tag: &str,
+    glibc: Glibc,
+) -> Result<Glibc, BuilderError> {
+    let catalog = Catalog::active()?;
+    let prefix = catalog.local.python.prefix();
+    let script = format!(
+        r#"set -eu
+out=/tmp/hermetic-toolchain-check
+rm -rf "$out"; mkdir -p "$out/deps"
+cp -a {prefix} "$out/python"
+cp -a /usr/local/lib "$out/usr-local-lib"
+find "$out/python" "$out/usr-local-lib" -type f \( -name '*.so*' -o -perm -u+x \) -print0 |
+    xargs -0 -r ldd 2>/dev/null | awk '$3 ~ /^\// {{print $3}}' | sort -u |
+    while read -r lib; do
+        case "${{lib##*/}}" in
+        libc.so.*|libm.so.*|libpthread.so.*|libdl.so.*|librt.so.*|libutil.so.*|libresolv.so.*|libcrypt.so.*|libnsl.so.*|ld-linux*) ;;
+        *) cp -L "$lib" "$out/deps/" ;;
+        esac
+    done
+"#,
+        prefix = crate::shell::quote(&prefix),
+    );
+    let spec = crate::engine::ContainerSpec {
+        image: image_id.to_string(),
+        build_id: format!("toolchain-check-{}", std::process::id()),
+        role: "probe".into(),
+        network: crate::engine::Network::None,
+        hardened: true,
+        env: vec![],
+        user: None,
+    };
+    let container = engine.create_container(&spec).await?;
+    let tar = tempfile::Builder::new().suffix(".tar").tempfile()?;
+    let result = async {
+        let out = container
+            .exec(&crate::engine::ExecSpec::shell(script))
+            .await?;
+        if out.exit_code != 0 {
+            return Err(BuilderError::ToolchainAudit {
+                image: tag.to_string(),
+                glibc,
+                count: 0,
+                first: vec![format!(
+                    "collecting its files failed: {}",
+                    out.tail.join(" | ")
+                )],
+            });
+        }
+        container
+            .copy_out("/tmp/hermetic-toolchain-check", tar.path())
+            .await?;
+        Ok(())
+    }
+    .await;
+    container.remove().await;
+    result?;
+    let tar_path = tar.path().to_path_buf();
+    let report =
+        tokio::task::spawn_blocking(move || crate::elf::audit::audit_path(&tar_path, glibc))
+            .await
+            .map_err(std::io::Error::other)?
+            .map_err(|e| BuilderError::ToolchainAudit {
+                image: tag.to_string(),
+                glibc,
+                count: 0,
+                first: vec![e.to_string()],
+            })?;
+    let findings: Vec<String> = report
+        .reports
+        .iter()
+        .flat_map(|r| {
+            r.findings
+                .iter()
+                .filter(|f| {
+                    matches!(
+                        f,
+                        Finding::SymbolVersionTooNew { .. } | Finding::BlacklistedSymbol { .. }
+                    )
+                })
+                .map(|f| format!("{}: {}", r.path, f.message(&report.policy)))
+        })
+        .collect();
+    if !findings.is_empty() || report.elf_files == 0 {
+        return Err(BuilderError::ToolchainAudit {
+            image: tag.to_string(),
+            glibc,
+            count: findings.len(),
+            first: if findings.is_empty() {
+                vec!["no ELF files found".into()]
+            } else {
+                findings.iter().take(5).cloned().collect()
+            },
+        });
+    }
+    info!(
+        elf_files = report.elf_files,
+        "toolchain builder {tag}: its CPython and libraries audit clean at glibc {glibc}"
+    );
+    Ok(glibc)
 }
 
 /// Makes (or finds cached) the minbase image of a Debian suite.
@@ -137,6 +299,7 @@ pub async fn ensure_base(
         tag,
         image_id,
         inputs_hash,
+        toolchain_glibc: None,
     };
     Lock::record(
         &lock_path,
@@ -174,18 +337,32 @@ async fn cached(
         tag: tag.to_string(),
         image_id: info.id,
         inputs_hash: inputs_hash.to_string(),
+        toolchain_glibc: None,
     }))
 }
 
-/// The build context of the local builder: just its Dockerfile.
-fn builder_context(name: &str) -> Result<tempfile::NamedTempFile, BuilderError> {
+/// A build context: in-memory files (name, content, mode) and host files.
+fn build_context(
+    files: &[(&str, &[u8], u32)],
+    host_files: &[(&str, &std::path::Path)],
+) -> Result<tempfile::NamedTempFile, BuilderError> {
     let tmp = tempfile::NamedTempFile::new()?;
     let mut builder = tar::Builder::new(tmp.reopen()?);
-    let mut header = tar::Header::new_gnu();
-    header.set_size(BUILDER_DOCKERFILE.len() as u64);
-    header.set_mode(0o644);
-    header.set_cksum();
-    builder.append_data(&mut header, name, BUILDER_DOCKERFILE.as_bytes())?;
+    for (name, content, mode) in files {
+        let mut header = tar::Header::new_gnu();
+        header.set_size(content.len() as u64);
+        header.set_mode(*mode);
+        header.set_cksum();
+        builder.append_data(&mut header, name, *content)?;
+    }
+    for (name, path) in host_files {
+        let mut file = fs_err::File::open(path)?;
+        let mut header = tar::Header::new_gnu();
+        header.set_size(file.metadata()?.len());
+        header.set_mode(0o644);
+        header.set_cksum();
+        builder.append_data(&mut header, name, &mut file)?;
+    }
     builder.finish()?;
     Ok(tmp)
 }

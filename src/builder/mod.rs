@@ -10,6 +10,7 @@
 //! resulting image ID in the lock. A build then resolves its baseline to
 //! exactly that image ID and checks the glibc inside it.
 
+pub mod download;
 pub mod lock;
 pub mod make;
 pub mod resolve;
@@ -113,6 +114,31 @@ pub enum BuilderError {
         reason: String,
     },
 
+    /// A pinned download that failed or did not match its hash.
+    #[error("downloading {url} failed: {reason}")]
+    Download {
+        /// What was fetched.
+        url: String,
+        /// What went wrong.
+        reason: String,
+    },
+
+    /// A toolchain builder whose own CPython does not meet its baseline.
+    #[error(
+        "the toolchain builder {image} does not target glibc {glibc}: {count} finding(s) in its CPython and libraries, e.g. {}",
+        first.join("; ")
+    )]
+    ToolchainAudit {
+        /// The image.
+        image: String,
+        /// The baseline it claims.
+        glibc: Glibc,
+        /// How many findings.
+        count: usize,
+        /// The first few, `file: message`.
+        first: Vec<String>,
+    },
+
     /// Neither bootstrap tool is installed on the host.
     #[error("neither mmdebstrap nor debootstrap is installed")]
     NoBootstrapTool,
@@ -168,6 +194,10 @@ impl BuilderError {
                     .collect::<Vec<_>>()
                     .join(", ")
             )),
+            BuilderError::Download { .. } => Some(
+                "the host needs to reach that URL once (the file is cached under $HERMETIC_HOME/downloads); behind a proxy, set SSL_CERT_FILE to its CA bundle"
+                    .into(),
+            ),
             BuilderError::GlibcTooNew { .. } => Some(
                 "pick a builder whose glibc is at most the baseline (`hermetic images list`), or raise --glibc"
                     .into(),

@@ -105,6 +105,9 @@ pub struct ListedImage {
     pub stale: bool,
     /// `shipped`, or the user catalog file the entry comes from.
     pub origin: String,
+    /// Builders: `distro` or `toolchain`; a builder that is the fallback of
+    /// an upstream one for the same baseline says so in `role`.
+    pub kind: crate::catalog::Kind,
 }
 
 /// Chooses the builder for a baseline (or checks the one given with
@@ -120,73 +123,84 @@ pub async fn resolve_builder(
     let catalog = Catalog::active()?;
     let hint = local_hint(catalog);
     let local_prefix = catalog.local.python.prefix();
-    let (reference, image_id, source, python_prefix, catalog_says_shared) =
-        if let Some(image) = image_override {
-            let info = if image.contains('@') {
-                engine.ensure_pinned(image, Some(hint)).await?
-            } else {
-                engine
-                    .inspect_image(image)
-                    .await?
-                    .ok_or_else(|| EngineError::ImageUnavailable {
-                        reference: image.to_string(),
-                        reason: "no such image in the engine".into(),
-                        hint: Some(hint),
-                    })?
-            };
-            let local = info.labels.contains_key("io.hermetic.inputs-hash");
-            // A local builder given by ID keeps the name it was built under, so
-            // records and SBOMs read the same as with the catalog's resolution.
-            let builder_tag = engine.kind().local_image_name("hermetic/builder:");
-            let reference = match info
-                .repo_tags
-                .iter()
-                .find(|t| local && t.starts_with(&builder_tag))
-            {
-                Some(tag) if !image.contains('@') => tag.clone(),
-                _ => image.to_string(),
-            };
-            let source = if local {
-                Source::Local
-            } else {
-                Source::Upstream
-            };
-            (reference, info.id, source, local_prefix, local)
+    let (reference, image_id, source, python_prefix, catalog_says_shared) = if let Some(image) =
+        image_override
+    {
+        let info = if image.contains('@') {
+            engine.ensure_pinned(image, Some(hint)).await?
         } else {
-            let entry = catalog.builder(glibc)?;
-            match entry.source {
-                Source::Upstream => {
-                    let reference = entry.reference.clone().unwrap_or_default();
-                    let info = engine.ensure_pinned(&reference, Some(hint)).await?;
-                    let prefix = entry.python_prefix.clone().unwrap_or_default();
-                    (reference, info.id, Source::Upstream, prefix, false)
-                }
-                Source::Local => {
-                    let lock = Lock::load(&paths::image_lock())?;
-                    let missing = |reason: String| BuilderError::LocalMissing { glibc, reason };
-                    let locked = lock
-                        .builders
-                        .get(&glibc.to_string())
-                        .ok_or_else(|| missing("no local builder has been built".into()))?;
-                    if locked.inputs_hash != catalog.builder_inputs_hash(entry) {
-                        return Err(missing(format!(
-                            "the local builder {} was made from older inputs",
-                            locked.tag
-                        )));
+            engine
+                .inspect_image(image)
+                .await?
+                .ok_or_else(|| EngineError::ImageUnavailable {
+                    reference: image.to_string(),
+                    reason: "no such image in the engine".into(),
+                    hint: Some(hint),
+                })?
+        };
+        let local = info.labels.contains_key("io.hermetic.inputs-hash");
+        // A local builder given by ID keeps the name it was built under, so
+        // records and SBOMs read the same as with the catalog's resolution.
+        let builder_tag = engine.kind().local_image_name("hermetic/builder:");
+        let reference = match info
+            .repo_tags
+            .iter()
+            .find(|t| local && t.starts_with(&builder_tag))
+        {
+            Some(tag) if !image.contains('@') => tag.clone(),
+            _ => image.to_string(),
+        };
+        let source = if local {
+            Source::Local
+        } else {
+            Source::Upstream
+        };
+        (reference, info.id, source, local_prefix, local)
+    } else {
+        let entry = catalog.builder(glibc)?;
+        match entry.source {
+            Source::Upstream => {
+                let reference = entry.reference.clone().unwrap_or_default();
+                let prefix = entry.python_prefix.clone().unwrap_or_default();
+                match engine.ensure_pinned(&reference, Some(hint)).await {
+                    Ok(info) => (reference, info.id, Source::Upstream, prefix, false),
+                    // No registry answers: the baseline's local builder,
+                    // when the catalog has one, is the fallback.
+                    Err(e @ EngineError::ImageUnavailable { .. })
+                        if catalog.local_builder(glibc).is_some() =>
+                    {
+                        let (tag, id) = locked_local(engine, catalog, glibc)
+                                .await
+                                .map_err(|err| match err {
+                                    BuilderError::LocalMissing { glibc, reason } => {
+                                        BuilderError::LocalMissing {
+                                            glibc,
+                                            reason: format!(
+                                                "the upstream builder is unavailable ({e}), and {reason}"
+                                            ),
+                                        }
+                                    }
+                                    other => other,
+                                })?;
+                        tracing::warn!(
+                            "{reference} is unavailable ({e}); using the local builder {tag}"
+                        );
+                        (tag, id, Source::Local, local_prefix, true)
                     }
-                    if engine.inspect_image(&locked.image_id).await?.is_none() {
-                        return Err(missing(format!(
-                            "the locked image {} is not in the engine",
-                            locked.image_id
-                        )));
-                    }
-                    let (tag, id) = (locked.tag.clone(), locked.image_id.clone());
-                    (tag, id, Source::Local, local_prefix, true)
+                    Err(e) => return Err(e.into()),
                 }
             }
-        };
+            Source::Local => {
+                let (tag, id) = locked_local(engine, catalog, glibc).await?;
+                (tag, id, Source::Local, local_prefix, true)
+            }
+        }
+    };
     let found = image_glibc(engine, &image_id).await?;
-    if found > glibc {
+    // A toolchain builder targets an older glibc than its distro's; the
+    // claim was audited when the image was made (see the lock).
+    let toolchain = toolchain_baseline(&image_id)?;
+    if found > glibc && toolchain != Some(glibc) {
         return Err(BuilderError::GlibcTooNew {
             image: reference,
             found,
@@ -238,6 +252,47 @@ pub async fn resolve_builder(
         python_version: probe.version,
         shared_libpython: probe.shared,
     })
+}
+
+/// The baseline a toolchain builder was audited for when it was made, from
+/// the lock (`None` for every other image).
+fn toolchain_baseline(image_id: &str) -> Result<Option<Glibc>, BuilderError> {
+    let lock = Lock::load(&paths::image_lock())?;
+    Ok(lock
+        .builders
+        .values()
+        .find(|l| l.image_id == image_id)
+        .and_then(|l| l.toolchain_glibc))
+}
+
+/// The local builder of a baseline from the lock: current and present.
+async fn locked_local(
+    engine: &Engine,
+    catalog: &Catalog,
+    glibc: Glibc,
+) -> Result<(String, String), BuilderError> {
+    let missing = |reason: String| BuilderError::LocalMissing { glibc, reason };
+    let entry = catalog
+        .local_builder(glibc)
+        .ok_or_else(|| missing("the catalog has no local builder for it".into()))?;
+    let lock = Lock::load(&paths::image_lock())?;
+    let locked = lock
+        .builders
+        .get(&glibc.to_string())
+        .ok_or_else(|| missing(format!("no local {} builder has been built", entry.kind)))?;
+    if locked.inputs_hash != catalog.builder_inputs_hash(entry) {
+        return Err(missing(format!(
+            "the local builder {} was made from older inputs",
+            locked.tag
+        )));
+    }
+    if engine.inspect_image(&locked.image_id).await?.is_none() {
+        return Err(missing(format!(
+            "the locked image {} is not in the engine",
+            locked.image_id
+        )));
+    }
+    Ok((locked.tag.clone(), locked.image_id.clone()))
 }
 
 /// Runs [`PROBE_SCRIPT`] with the first candidate prefix that has the
@@ -356,6 +411,7 @@ pub async fn list(engine: &Engine) -> Result<Vec<ListedImage>, BuilderError> {
                     image_id: info.map(|i| i.id),
                     stale: false,
                     origin: b.origin.to_string(),
+                    kind: b.kind,
                 }
             }
             Source::Local => {
@@ -370,6 +426,7 @@ pub async fn list(engine: &Engine) -> Result<Vec<ListedImage>, BuilderError> {
                     present: is_present(engine, locked).await?,
                     stale: locked.is_some_and(|l| l.inputs_hash != catalog.builder_inputs_hash(b)),
                     origin: b.origin.to_string(),
+                    kind: b.kind,
                 }
             }
         };
@@ -387,6 +444,7 @@ pub async fn list(engine: &Engine) -> Result<Vec<ListedImage>, BuilderError> {
             present: is_present(engine, locked).await?,
             stale: locked.is_some_and(|l| l.inputs_hash != catalog.base_inputs_hash(&r.suite)),
             origin: crate::catalog::Origin::Shipped.to_string(),
+            kind: crate::catalog::Kind::Distro,
         });
     }
     Ok(rows)

@@ -693,7 +693,7 @@ async fn body_text(resp: Response) -> String {
 }
 
 /// A reqwest error with its causes (reqwest's own Display is terse).
-fn error_chain(e: &reqwest::Error) -> String {
+pub(crate) fn error_chain(e: &reqwest::Error) -> String {
     let mut out = if e.is_timeout() {
         "timed out".to_string()
     } else if e.is_connect() {
