@@ -29,7 +29,9 @@ pub fn log_dir() -> PathBuf {
     home().join("logs")
 }
 
-/// The lock file recording the image ID of each locally built builder.
-pub fn image_lock() -> PathBuf {
-    home().join("images.lock.json")
+/// The lock file recording the image ID of each locally made image, one per
+/// engine (`engine_key`, see `Engine::lock_key`): image IDs are engine-local,
+/// so switching engines on one `$HERMETIC_HOME` must not find the other's.
+pub fn image_lock(engine_key: &str) -> PathBuf {
+    home().join(format!("images.lock.{engine_key}.json"))
 }

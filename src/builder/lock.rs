@@ -1,7 +1,7 @@
-//! The image lock (`$HERMETIC_HOME/images.lock.json`): the exact image IDs of
-//! the builders and bases made on this machine, with the inputs hash each
-//! was made from, so later builds use exactly those images and notice when
-//! the catalog has moved on.
+//! The image locks (`$HERMETIC_HOME/images.lock.<engine>.json`, one per
+//! engine): the exact image IDs of the builders and bases made on this
+//! machine, with the inputs hash each was made from, so later builds use
+//! exactly those images and notice when the catalog has moved on.
 
 use std::collections::BTreeMap;
 use std::path::Path;

@@ -41,6 +41,17 @@ pub async fn build_local_builder(
     glibc: Glibc,
     force: bool,
 ) -> Result<ReadyImage, BuilderError> {
+    make_local_builder(engine, glibc, force, false).await
+}
+
+/// [`build_local_builder`]; `on_demand` when a build needs it and the user
+/// did not ask for it, so a long image build is announced as a warning.
+pub(super) async fn make_local_builder(
+    engine: &Engine,
+    glibc: Glibc,
+    force: bool,
+    on_demand: bool,
+) -> Result<ReadyImage, BuilderError> {
     let started = Instant::now();
     let catalog = Catalog::active()?;
     catalog.builder(glibc)?;
@@ -55,7 +66,7 @@ pub async fn build_local_builder(
         "hermetic/builder:glibc{glibc}-{}",
         &inputs_hash[..12]
     ));
-    let lock_path = paths::image_lock();
+    let lock_path = paths::image_lock(&engine.lock_key());
     let key = glibc.to_string();
     if !force {
         let lock = Lock::load(&lock_path)?;
@@ -121,11 +132,21 @@ pub async fn build_local_builder(
         ("io.hermetic.kind".to_string(), entry.kind.to_string()),
     ]);
     let log = paths::log_dir().join(format!("images-build-glibc{glibc}.log"));
-    info!(
-        "building local {} builder {tag} (log: {})",
-        entry.kind,
-        log.display()
-    );
+    if on_demand {
+        tracing::warn!(
+            "glibc {glibc} needs the local {} builder, not yet made on this engine: building \
+             {tag} now (minutes: CPython is compiled; `hermetic images build --glibc {glibc}` \
+             does this ahead of time; log: {})",
+            entry.kind,
+            log.display()
+        );
+    } else {
+        info!(
+            "building local {} builder {tag} (log: {})",
+            entry.kind,
+            log.display()
+        );
+    }
     let image_id = engine
         .build_image(&BuildImageSpec {
             context_tar: context.path().to_path_buf(),
@@ -279,7 +300,7 @@ pub async fn ensure_base(
     let tag = engine
         .kind()
         .local_image_name(&format!("hermetic/base:{suite}-{}", &inputs_hash[..12]));
-    let lock_path = paths::image_lock();
+    let lock_path = paths::image_lock(&engine.lock_key());
     if !force {
         let lock = Lock::load(&lock_path)?;
         if let Some(ready) = cached(engine, lock.bases.get(suite), &tag, &inputs_hash).await? {

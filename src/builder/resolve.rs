@@ -121,85 +121,25 @@ pub async fn resolve_builder(
     python_exe: Option<&str>,
 ) -> Result<ResolvedBuilder, BuilderError> {
     let catalog = Catalog::active()?;
-    let hint = local_hint(catalog);
-    let local_prefix = catalog.local.python.prefix();
-    let (reference, image_id, source, python_prefix, catalog_says_shared) = if let Some(image) =
-        image_override
-    {
-        let info = if image.contains('@') {
-            engine.ensure_pinned(image, Some(hint)).await?
-        } else {
-            engine
-                .inspect_image(image)
-                .await?
-                .ok_or_else(|| EngineError::ImageUnavailable {
-                    reference: image.to_string(),
-                    reason: "no such image in the engine".into(),
-                    hint: Some(hint),
-                })?
-        };
-        let local = info.labels.contains_key("io.hermetic.inputs-hash");
-        // A local builder given by ID keeps the name it was built under, so
-        // records and SBOMs read the same as with the catalog's resolution.
-        let builder_tag = engine.kind().local_image_name("hermetic/builder:");
-        let reference = match info
-            .repo_tags
-            .iter()
-            .find(|t| local && t.starts_with(&builder_tag))
-        {
-            Some(tag) if !image.contains('@') => tag.clone(),
-            _ => image.to_string(),
-        };
-        let source = if local {
-            Source::Local
-        } else {
-            Source::Upstream
-        };
-        (reference, info.id, source, local_prefix, local)
-    } else {
-        let entry = catalog.builder(glibc)?;
-        match entry.source {
-            Source::Upstream => {
-                let reference = entry.reference.clone().unwrap_or_default();
-                let prefix = entry.python_prefix.clone().unwrap_or_default();
-                match engine.ensure_pinned(&reference, Some(hint)).await {
-                    Ok(info) => (reference, info.id, Source::Upstream, prefix, false),
-                    // No registry answers: the baseline's local builder,
-                    // when the catalog has one, is the fallback.
-                    Err(e @ EngineError::ImageUnavailable { .. })
-                        if catalog.local_builder(glibc).is_some() =>
-                    {
-                        let (tag, id) = locked_local(engine, catalog, glibc)
-                                .await
-                                .map_err(|err| match err {
-                                    BuilderError::LocalMissing { glibc, reason } => {
-                                        BuilderError::LocalMissing {
-                                            glibc,
-                                            reason: format!(
-                                                "the upstream builder is unavailable ({e}), and {reason}"
-                                            ),
-                                        }
-                                    }
-                                    other => other,
-                                })?;
-                        tracing::warn!(
-                            "{reference} is unavailable ({e}); using the local builder {tag}"
-                        );
-                        (tag, id, Source::Local, local_prefix, true)
-                    }
-                    Err(e) => return Err(e.into()),
-                }
-            }
-            Source::Local => {
-                let (tag, id) = locked_local(engine, catalog, glibc).await?;
-                (tag, id, Source::Local, local_prefix, true)
-            }
-        }
+    let Chosen {
+        reference,
+        image_id,
+        source,
+        python_prefix,
+        catalog_says_shared,
+    } = match image_override {
+        Some(image) => chosen_by_user(engine, catalog, image).await?,
+        None => chosen_from_catalog(engine, catalog, glibc).await?,
+    };
+    // Outputs name hermetic's own images the same way on every engine.
+    let reference = match source {
+        Source::Local => engine.kind().portable_name(&reference),
+        Source::Upstream => reference,
     };
     let found = image_glibc(engine, &image_id).await?;
     // A toolchain builder targets an older glibc than its distro's; the
     // claim was audited when the image was made (see the lock).
-    let toolchain = toolchain_baseline(&image_id)?;
+    let toolchain = toolchain_baseline(engine, &image_id)?;
     if found > glibc && toolchain != Some(glibc) {
         return Err(BuilderError::GlibcTooNew {
             image: reference,
@@ -256,8 +196,8 @@ pub async fn resolve_builder(
 
 /// The baseline a toolchain builder was audited for when it was made, from
 /// the lock (`None` for every other image).
-fn toolchain_baseline(image_id: &str) -> Result<Option<Glibc>, BuilderError> {
-    let lock = Lock::load(&paths::image_lock())?;
+fn toolchain_baseline(engine: &Engine, image_id: &str) -> Result<Option<Glibc>, BuilderError> {
+    let lock = Lock::load(&paths::image_lock(&engine.lock_key()))?;
     Ok(lock
         .builders
         .values()
@@ -266,6 +206,126 @@ fn toolchain_baseline(image_id: &str) -> Result<Option<Glibc>, BuilderError> {
 }
 
 /// The local builder of a baseline from the lock: current and present.
+/// The image a build will run in, before it is checked.
+struct Chosen {
+    reference: String,
+    image_id: String,
+    source: Source,
+    /// Where the catalog says its CPython is (the probe has the last word).
+    python_prefix: String,
+    /// Local builders are made with a shared libpython.
+    catalog_says_shared: bool,
+}
+
+/// `--builder-image`: pulled by digest, or found in the engine by name or ID.
+async fn chosen_by_user(
+    engine: &Engine,
+    catalog: &Catalog,
+    image: &str,
+) -> Result<Chosen, BuilderError> {
+    let hint = local_hint(catalog);
+    let info = if image.contains('@') {
+        engine.ensure_pinned(image, Some(hint)).await?
+    } else {
+        engine
+            .inspect_image(image)
+            .await?
+            .ok_or_else(|| EngineError::ImageUnavailable {
+                reference: image.to_string(),
+                reason: "no such image in the engine".into(),
+                hint: Some(hint),
+            })?
+    };
+    let local = info.labels.contains_key("io.hermetic.inputs-hash");
+    // A local builder given by ID keeps the name it was built under, so
+    // records and SBOMs read the same as with the catalog's resolution.
+    let builder_tag = engine.kind().local_image_name("hermetic/builder:");
+    let reference = match info
+        .repo_tags
+        .iter()
+        .find(|t| local && t.starts_with(&builder_tag))
+    {
+        Some(tag) if !image.contains('@') => tag.clone(),
+        _ => image.to_string(),
+    };
+    Ok(Chosen {
+        reference,
+        image_id: info.id,
+        source: if local {
+            Source::Local
+        } else {
+            Source::Upstream
+        },
+        python_prefix: catalog.local.python.prefix(),
+        catalog_says_shared: local,
+    })
+}
+
+/// The catalog's default builder for the baseline; when that is an upstream
+/// image no registry answers for, the baseline's local builder (made now if
+/// it has not been).
+async fn chosen_from_catalog(
+    engine: &Engine,
+    catalog: &Catalog,
+    glibc: Glibc,
+) -> Result<Chosen, BuilderError> {
+    let local = |(reference, image_id): (String, String)| Chosen {
+        reference,
+        image_id,
+        source: Source::Local,
+        python_prefix: catalog.local.python.prefix(),
+        catalog_says_shared: true,
+    };
+    let entry = catalog.builder(glibc)?;
+    if entry.source == Source::Local {
+        return Ok(local(local_or_make(engine, catalog, glibc).await?));
+    }
+    let reference = entry.reference.clone().unwrap_or_default();
+    match engine
+        .ensure_pinned(&reference, Some(local_hint(catalog)))
+        .await
+    {
+        Ok(info) => Ok(Chosen {
+            reference,
+            image_id: info.id,
+            source: Source::Upstream,
+            python_prefix: entry.python_prefix.clone().unwrap_or_default(),
+            catalog_says_shared: false,
+        }),
+        Err(e @ EngineError::ImageUnavailable { .. }) => match catalog.local_builder(glibc) {
+            Some(fallback) => {
+                tracing::warn!(
+                    "{reference} is unavailable ({e}); using the local {} builder",
+                    fallback.kind
+                );
+                Ok(local(local_or_make(engine, catalog, glibc).await?))
+            }
+            None => Err(e.into()),
+        },
+        Err(e) => Err(e.into()),
+    }
+}
+
+/// The baseline's local builder: the locked one, or, when it has not been
+/// made on this engine (or is stale, or gone from it), made now, so a user's
+/// first `hermetic build --glibc X` works without a separate `images build`
+/// (an image already in the engine under its inputs-hash tag is reused).
+async fn local_or_make(
+    engine: &Engine,
+    catalog: &Catalog,
+    glibc: Glibc,
+) -> Result<(String, String), BuilderError> {
+    match locked_local(engine, catalog, glibc).await {
+        Ok(found) => Ok(found),
+        Err(BuilderError::LocalMissing { reason, .. }) => {
+            tracing::debug!("{reason}: making it");
+            let ready = super::make::make_local_builder(engine, glibc, false, true).await?;
+            Ok((ready.tag, ready.image_id))
+        }
+        Err(other) => Err(other),
+    }
+}
+
 async fn locked_local(
     engine: &Engine,
     catalog: &Catalog,
@@ -275,7 +335,7 @@ async fn locked_local(
     let entry = catalog
         .local_builder(glibc)
         .ok_or_else(|| missing("the catalog has no local builder for it".into()))?;
-    let lock = Lock::load(&paths::image_lock())?;
+    let lock = Lock::load(&paths::image_lock(&engine.lock_key()))?;
     let locked = lock
         .builders
         .get(&glibc.to_string())
@@ -394,7 +454,7 @@ pub async fn image_glibc(engine: &Engine, image_id: &str) -> Result<Glibc, Build
 /// Every catalog image with its presence in the engine.
 pub async fn list(engine: &Engine) -> Result<Vec<ListedImage>, BuilderError> {
     let catalog = Catalog::active()?;
-    let lock = Lock::load(&paths::image_lock())?;
+    let lock = Lock::load(&paths::image_lock(&engine.lock_key()))?;
     let mut rows = Vec::new();
     for b in &catalog.builder {
         let row = match b.source {
@@ -460,11 +520,19 @@ async fn is_present(engine: &Engine, locked: Option<&LockedImage>) -> Result<boo
 /// The image of a suite's runtime base, if it has been made.
 pub async fn runtime_base(engine: &Engine, suite: &str) -> Result<LockedImage, BuilderError> {
     Catalog::active()?.runtime(suite)?;
-    let lock = Lock::load(&paths::image_lock())?;
+    let lock = Lock::load(&paths::image_lock(&engine.lock_key()))?;
     match lock.bases.get(suite) {
         Some(l) if engine.inspect_image(&l.image_id).await?.is_some() => Ok(l.clone()),
-        _ => Err(BuilderError::BaseMissing {
-            suite: suite.to_string(),
-        }),
+        // Not made on this engine yet: made now (an import of the cached
+        // rootfs tarball, or a minute of mmdebstrap the first time).
+        _ => {
+            let ready = super::make::ensure_base(engine, suite, false).await?;
+            Ok(LockedImage {
+                tag: ready.tag,
+                image_id: ready.image_id,
+                inputs_hash: ready.inputs_hash,
+                toolchain_glibc: None,
+            })
+        }
     }
 }

@@ -182,14 +182,38 @@ impl Engine {
             Some(bollard::body_try_stream(counted)),
             None,
         );
+        // The engine reports the new image's ID as the last status; Podman
+        // 4.3 ignores `tag` on import (the image lands as `repo:latest`), so
+        // the ID is what gets tagged when the name is not there.
+        let mut reported = None;
         while let Some(item) = stream.next().await {
-            item.map_err(|e| import_err(e.to_string()))?;
+            let info = item.map_err(|e| import_err(e.to_string()))?;
+            if let Some(status) = info.status.filter(|s| is_image_id(s)) {
+                reported = Some(status);
+            }
         }
         bar.finish_and_clear();
-        let info = self
-            .inspect_image(tag)
-            .await?
-            .ok_or_else(|| import_err("image missing after import".into()))?;
+        if self.inspect_image(tag).await?.is_none()
+            && let Some(id) = &reported
+        {
+            self.tag_image(id, tag).await?;
+            // ... and drop the `:latest` name it put there instead.
+            let latest = format!("{repo}:latest");
+            if tag_part != "latest"
+                && self
+                    .inspect_image(&latest)
+                    .await?
+                    .is_some_and(|i| i.id.ends_with(id.trim_start_matches("sha256:")))
+            {
+                self.remove_unused_image(&latest).await?;
+            }
+        }
+        let info = self.inspect_image(tag).await?.ok_or_else(|| {
+            import_err(format!(
+                "image missing after import (the engine reported {})",
+                reported.as_deref().unwrap_or("no image ID")
+            ))
+        })?;
         Ok(info.id)
     }
 
@@ -421,9 +445,24 @@ fn truncate(s: &str, max: usize) -> &str {
     }
 }
 
+/// `sha256:<64 hex>` or a bare 64-hex image ID, as import streams report.
+fn is_image_id(status: &str) -> bool {
+    let hex = status.trim().trim_start_matches("sha256:");
+    hex.len() == 64 && hex.bytes().all(|b| b.is_ascii_hexdigit())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn import_statuses_that_are_image_ids() {
+        let hex = "0b683e15a443aab6cd85e5079fa9cdbf0c91bb38858e133d021ea5525384e0cc";
+        assert!(is_image_id(hex));
+        assert!(is_image_id(&format!("sha256:{hex}\n")));
+        assert!(!is_image_id("Loaded image"));
+        assert!(!is_image_id(&hex[1..]));
+    }
 
     #[test]
     fn digest_must_match_the_pin() {

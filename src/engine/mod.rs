@@ -41,6 +41,18 @@ pub enum EngineKind {
 }
 
 impl EngineKind {
+    /// The engine-neutral form of a name [`local_image_name`] made: what
+    /// goes into outputs, so the same build gives the same bytes on Docker
+    /// and on Podman.
+    ///
+    /// [`local_image_name`]: EngineKind::local_image_name
+    pub fn portable_name(self, name: &str) -> String {
+        match self {
+            EngineKind::Docker => name.to_string(),
+            EngineKind::Podman => name.strip_prefix("localhost/").unwrap_or(name).to_string(),
+        }
+    }
+
     /// Podman stores unqualified local names under `localhost/`; Docker does not.
     pub fn local_image_name(self, name: &str) -> String {
         match self {
@@ -120,6 +132,15 @@ impl Engine {
             server_version: self.server_version.clone(),
             api_version: self.api_version.clone(),
         }
+    }
+
+    /// Names this engine's image lock: its kind and a hash of its endpoint
+    /// (a local Docker, a Podman service and a remote engine each hold
+    /// their own images).
+    pub fn lock_key(&self) -> String {
+        use sha2::Digest;
+        let hash = sha2::Sha256::digest(self.endpoint.to_string().as_bytes());
+        format!("{}-{}", self.kind, &hex::encode(hash)[..12])
     }
 
     /// Show container output on stderr as it arrives (`-v`). It is always
@@ -235,4 +256,24 @@ fn is_not_found(err: &bollard::errors::Error) -> bool {
             ..
         }
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::EngineKind;
+
+    #[test]
+    fn local_names_round_trip_to_the_same_portable_name() {
+        for kind in [EngineKind::Docker, EngineKind::Podman] {
+            let local = kind.local_image_name("hermetic/builder:glibc2.31-abc");
+            assert_eq!(kind.portable_name(&local), "hermetic/builder:glibc2.31-abc");
+        }
+        assert_eq!(
+            EngineKind::Podman.local_image_name("hermetic/base:trixie"),
+            "localhost/hermetic/base:trixie"
+        );
+        // Registry names are left alone.
+        let pinned = "localhost:5000/app@sha256:00";
+        assert_eq!(EngineKind::Podman.portable_name(pinned), pinned);
+    }
 }
