@@ -384,7 +384,7 @@ pub async fn images_list(global: &GlobalSettings, json: bool) -> Result<Outcome>
         let mut out = std::io::stdout().lock();
         writeln!(
             out,
-            "{:<8} {:<6} {:<9} {:<9} {:<8} REFERENCE / IMAGE ID",
+            "{:<8} {:<6} {:<10} {:<9} {:<8} REFERENCE / IMAGE ID",
             "ROLE", "GLIBC", "SOURCE", "SUITE", "PRESENT"
         )?;
         let mut fallbacks = Vec::new();
@@ -414,7 +414,14 @@ pub async fn images_list(global: &GlobalSettings, json: bool) -> Result<Outcome>
                     format!("{reference} ({id})")
                 }
                 (Some(reference), _) => reference.clone(),
-                (None, _) => "(not built: hermetic images build)".into(),
+                (None, _) if r.role == "builder" => format!(
+                    "(not built: made on first use, or `hermetic images build --glibc {}`)",
+                    r.glibc
+                ),
+                (None, _) => format!(
+                    "(not built: made on first use, or `hermetic images build --base {}`)",
+                    r.suite.as_deref().unwrap_or("-")
+                ),
             };
             let what = if r.origin == "shipped" {
                 what
@@ -423,7 +430,7 @@ pub async fn images_list(global: &GlobalSettings, json: bool) -> Result<Outcome>
             };
             writeln!(
                 out,
-                "{:<8} {:<6} {:<9} {:<9} {:<8} {what}",
+                "{:<8} {:<6} {:<10} {:<9} {:<8} {what}",
                 r.role,
                 r.glibc.to_string(),
                 source,
@@ -434,7 +441,9 @@ pub async fn images_list(global: &GlobalSettings, json: bool) -> Result<Outcome>
         if !fallbacks.is_empty() {
             writeln!(
                 out,
-                "glibc {}: the upstream builder is the default; the toolchain builder (zig targeting that glibc, `hermetic images build --glibc X`) is used when no registry answers",
+                "glibc {0}: the upstream builder is the default; when no registry answers, the \
+                 local one is used (a toolchain builder: zig targeting that glibc; made on first \
+                 use, or `hermetic images build --glibc {0}`)",
                 fallbacks.join(", ")
             )?;
         }

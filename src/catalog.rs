@@ -642,12 +642,64 @@ mod tests {
             Origin::Shipped
         );
         assert_eq!(origin.to_string(), "/etc/hermetic/catalog.toml");
-        // Sorted by baseline, one entry per baseline.
-        let order: Vec<Glibc> = c.builder.iter().map(|b| b.glibc).collect();
+        // The overlay replaced the upstream 2.28 entry and kept the local
+        // toolchain one as its fallback.
+        let local28 = c.local_builder("2.28".parse().unwrap()).unwrap();
+        assert_eq!(local28.kind, Kind::Toolchain);
+        assert_eq!(local28.origin, Origin::Shipped);
+        // Sorted by baseline, upstream first, one entry per baseline and source.
+        let order: Vec<(Glibc, bool)> = c
+            .builder
+            .iter()
+            .map(|b| (b.glibc, b.source == Source::Local))
+            .collect();
         let mut sorted = order.clone();
         sorted.sort();
         sorted.dedup();
         assert_eq!(order, sorted);
+    }
+
+    #[test]
+    fn a_baseline_has_at_most_one_upstream_and_one_local_builder() {
+        let two_local = "format = 1
+[local]
+";
+        assert!(Catalog::parse(two_local).is_err());
+        let dup = CATALOG_TOML.replace(
+            "glibc = \"2.28\"\nsource = \"local\"",
+            "glibc = \"2.31\"\nsource = \"local\"",
+        );
+        assert_ne!(dup, CATALOG_TOML);
+        let err = Catalog::parse(&dup).unwrap_err().to_string();
+        assert!(
+            err.contains("more than one Local builder for 2.31"),
+            "{err}"
+        );
+        let upstream_toolchain = CATALOG_TOML.replace(
+            "glibc = \"2.28\"\nsource = \"local\"\nkind = \"toolchain\"",
+            "glibc = \"2.27\"\nsource = \"upstream\"\nkind = \"toolchain\"\nreference = \"x@sha256:00\"",
+        );
+        let err = Catalog::parse(&upstream_toolchain).unwrap_err().to_string();
+        assert!(err.contains("cannot be a toolchain builder"), "{err}");
+    }
+
+    #[test]
+    fn the_default_builder_is_upstream_and_the_toolchain_one_is_the_fallback() {
+        let c = Catalog::embedded().unwrap();
+        let g28: Glibc = "2.28".parse().unwrap();
+        assert_eq!(c.builder(g28).unwrap().source, Source::Upstream);
+        let local = c.local_builder(g28).unwrap();
+        assert_eq!(
+            (local.kind, local.suite.as_deref()),
+            (Kind::Toolchain, Some("bullseye"))
+        );
+        // A distro builder keeps its kind by default, and the two hash apart.
+        let g31: Glibc = "2.31".parse().unwrap();
+        let b31 = c.local_builder(g31).unwrap();
+        assert_eq!(b31.kind, Kind::Distro);
+        assert_ne!(c.builder_inputs_hash(local), c.builder_inputs_hash(b31));
+        assert_eq!(Kind::Toolchain.to_string(), "toolchain");
+        assert!(c.local_builder("2.17".parse().unwrap()).is_none());
     }
 
     #[test]

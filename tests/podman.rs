@@ -99,6 +99,17 @@ fn build(on_podman: bool, recipe: &str, out: &Path) -> serde_json::Value {
     serde_json::from_slice(&run.stdout).unwrap()
 }
 
+/// The image ID `images build --json` reports for the one image it made.
+fn made_id(out: &Output) -> String {
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let id = report
+        .as_array()
+        .and_then(|a| a.first())
+        .and_then(|r| r["image_id"].as_str())
+        .unwrap_or_else(|| panic!("no image_id in {report}"));
+    id.to_string()
+}
+
 /// Every file of two output directories, name by name, byte for byte.
 fn assert_same_outputs(a: &Path, b: &Path) {
     let names = |dir: &Path| {
@@ -156,6 +167,55 @@ async fn podman_builds_the_same_bytes_as_docker_and_cleans_up() {
         text(&made)
     );
 
+    // An image build leaves no intermediate (buildah) containers behind.
+    let external = || {
+        let out = Command::new("podman")
+            .args([
+                "--remote",
+                "--url",
+                &socket(),
+                "ps",
+                "-a",
+                "--external",
+                "-q",
+            ])
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{}", text(&out));
+        String::from_utf8_lossy(&out.stdout).lines().count()
+    };
+    let before = external();
+    let ctx = tempfile::tempdir().unwrap();
+    let context_tar = ctx.path().join("context.tar");
+    {
+        let dockerfile = format!(
+            "FROM {}\nRUN echo one > /one\nRUN echo two > /two\n",
+            made_id(&made)
+        );
+        let mut tar = tar::Builder::new(fs_err::File::create(&context_tar).unwrap());
+        let mut header = tar::Header::new_gnu();
+        header.set_size(dockerfile.len() as u64);
+        header.set_mode(0o644);
+        header.set_cksum();
+        tar.append_data(&mut header, "Dockerfile", dockerfile.as_bytes())
+            .unwrap();
+        tar.finish().unwrap();
+    }
+    let tag = format!("hermetic-test/intermediates:{}", std::process::id());
+    podman
+        .build_image(&hermetic::engine::BuildImageSpec {
+            context_tar,
+            dockerfile: "Dockerfile".into(),
+            tag: tag.clone(),
+            build_args: Default::default(),
+            labels: Default::default(),
+            log: ctx.path().join("build.log"),
+        })
+        .await
+        .unwrap();
+    assert_eq!(external(), before, "the image build left containers behind");
+    podman.remove_unused_image(&tag).await.unwrap();
+
     // The builder setup copied over keeps Docker's image ID.
     let list = hermetic(true, &["images", "list", "--json"]);
     let rows: serde_json::Value = serde_json::from_slice(&list.stdout).unwrap();
@@ -189,6 +249,26 @@ async fn podman_builds_the_same_bytes_as_docker_and_cleans_up() {
     build(false, "qr-cli", &docker_out);
     eprintln!("qr-cli on Docker: {:.1} s", started.elapsed().as_secs_f64());
     assert_same_outputs(&podman_out, &docker_out);
+
+    // A release built on Docker verifies on Podman.
+    let record = fs_err::read_dir(&docker_out)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .find(|p| p.to_string_lossy().ends_with(".build.json"))
+        .unwrap();
+    let started = Instant::now();
+    let verify = hermetic(true, &["verify", record.to_str().unwrap(), "--json"]);
+    eprintln!(
+        "verify of the Docker release on Podman: {:.1} s",
+        started.elapsed().as_secs_f64()
+    );
+    assert!(
+        verify.status.success(),
+        "verify on Podman\n{}",
+        text(&verify)
+    );
+    let report: serde_json::Value = serde_json::from_slice(&verify.stdout).unwrap();
+    assert_eq!(report["matched"], true, "{report:#}");
 
     // `image --load` into Podman: the image runs there.
     let archive = podman_out.join(podman_report["targets"][0]["archive"].as_str().unwrap());

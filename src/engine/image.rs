@@ -283,7 +283,7 @@ impl Engine {
         let options = BuildImageOptionsBuilder::default()
             .dockerfile(&spec.dockerfile)
             .t(&spec.tag)
-            .rm(self.kind.build_needs_rm())
+            .rm(true)
             .forcerm(true)
             .buildargs(&spec.build_args)
             .labels(&spec.labels)
@@ -308,7 +308,8 @@ impl Engine {
                     eprint!("{text}");
                 }
                 for line in text.lines() {
-                    if line.starts_with("Step ") {
+                    // Docker prints `Step n/m :`, Podman `STEP n/m:`.
+                    if line.starts_with("Step ") || line.starts_with("STEP ") {
                         phase.set_message(format!("{}: {}", spec.tag, truncate(line, 100)));
                     }
                     last_lines.push(line.to_string());

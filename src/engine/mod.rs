@@ -69,13 +69,6 @@ impl EngineKind {
             EngineKind::Podman => format!("localhost/{name}"),
         }
     }
-
-    /// The classic Docker builder and Podman's compat API both accept a tar
-    /// build context; Podman ignores `rm`, Docker needs it to drop
-    /// intermediate containers.
-    pub fn build_needs_rm(self) -> bool {
-        matches!(self, EngineKind::Docker)
-    }
 }
 
 impl std::fmt::Display for EngineKind {
