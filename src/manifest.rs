@@ -24,11 +24,26 @@ pub struct BuildRecord {
     pub glibc: Glibc,
     pub recipe: RecordedRecipe,
     pub source_tree_sha256: String,
+    /// Which files of the recipe's directory the source tree hash covers.
+    #[serde(default)]
+    pub source_rule: SourceRule,
     pub builder: RecordedBuilder,
     pub system_packages: Vec<OsPackage>,
     pub inputs: Vec<FetchedInput>,
     pub source_date_epoch: u64,
     pub outputs: Vec<RecordedOutput>,
+}
+
+/// Which files make the build context (and its tree hash).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum SourceRule {
+    /// In a git checkout: the files git tracks, plus the recipe and the
+    /// requirement files it names; untracked stray files are left out.
+    Git,
+    /// Outside git: every file of the directory.
+    #[default]
+    Directory,
 }
 
 /// The recipe, by path (relative to where hermetic ran) and hash.
@@ -83,6 +98,7 @@ pub(crate) fn sample_record() -> BuildRecord {
             sha256: "aa".repeat(32),
         },
         source_tree_sha256: "bb".repeat(32),
+        source_rule: SourceRule::Git,
         builder: RecordedBuilder {
             reference: "hermetic/builder:glibc2.31-x".into(),
             image_id: format!("sha256:{}", "cc".repeat(32)),

@@ -24,6 +24,9 @@ pub struct BuildPlan {
     pub source_date_epoch: u64,
     /// The recipe's directory: the build context copied into the builder.
     pub context_dir: PathBuf,
+    /// Files the recipe names (itself, its requirement files): always in
+    /// the context, tracked by git or not.
+    pub named_files: Vec<PathBuf>,
     /// A rebuild from a record (`hermetic verify`): the inputs it must use.
     pub replay: Option<Replay>,
     /// One bundle per baseline.
@@ -322,6 +325,17 @@ pub fn from_recipe(
         out_dir: settings.out_dir.clone(),
         source_date_epoch,
         context_dir: recipe.dir.clone(),
+        named_files: std::iter::once(recipe.path.clone())
+            .chain(
+                [
+                    &recipe.install.requirements,
+                    &recipe.install.build_requirements,
+                ]
+                .into_iter()
+                .flatten()
+                .map(|r| r.path.clone()),
+            )
+            .collect(),
         replay: settings.replay.clone(),
         targets,
     })

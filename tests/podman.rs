@@ -257,7 +257,17 @@ async fn podman_builds_the_same_bytes_as_docker_and_cleans_up() {
         .find(|p| p.to_string_lossy().ends_with(".build.json"))
         .unwrap();
     let started = Instant::now();
-    let verify = hermetic(true, &["verify", record.to_str().unwrap(), "--json"]);
+    let recipe = repo().join("recipes/qr-cli/hermetic.toml");
+    let verify = hermetic(
+        true,
+        &[
+            "verify",
+            record.to_str().unwrap(),
+            "--recipe",
+            recipe.to_str().unwrap(),
+            "--json",
+        ],
+    );
     eprintln!(
         "verify of the Docker release on Podman: {:.1} s",
         started.elapsed().as_secs_f64()

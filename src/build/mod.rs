@@ -17,6 +17,7 @@ pub mod output;
 pub mod repair;
 pub mod smoke;
 
+use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
@@ -31,6 +32,7 @@ use crate::catalog::{self, CatalogError};
 use crate::elf::ElfError;
 use crate::engine::{Engine, EngineError, ExecOutput};
 use crate::glibc::Glibc;
+use crate::manifest::SourceRule;
 use crate::plan::{BuildPlan, ReplayError, TargetPlan};
 use crate::progress::Phase;
 
@@ -154,7 +156,12 @@ async fn build_target(
     // Snapshotted first: a rebuild from a record checks it before anything
     // talks to the engine.
     let context = tempfile::tempdir()?;
-    snapshot_context(&plan.context_dir, &plan.out_dir, context.path())?;
+    let source_rule = snapshot_context(
+        &plan.context_dir,
+        &plan.out_dir,
+        &plan.named_files,
+        context.path(),
+    )?;
     let source_tree_sha256 = archive::tree_hash(context.path())?;
     if let Some(replay) = &plan.replay
         && replay.source_tree_sha256 != source_tree_sha256
@@ -243,6 +250,7 @@ async fn build_target(
         &derived,
         &inputs,
         &source_tree_sha256,
+        source_rule,
     );
     let cached = if plan.rebuild {
         None
@@ -396,6 +404,7 @@ async fn build_target(
         &derived,
         &inputs,
         &source_tree_sha256,
+        source_rule,
         staging,
     )?;
     staged.vendored_libs = vendored.len();
@@ -516,13 +525,33 @@ fn is_release_dir(dir: &Path) -> bool {
         })
 }
 
-/// Copies the build context into `dest`, leaving out `.git`, hermetic's
-/// staging directories, the output directory when it lies inside, and any
-/// other release directory of an earlier build.
-fn snapshot_context(src: &Path, out_dir: &Path, dest: &Path) -> Result<(), BuildError> {
+/// Copies the build context (the recipe's directory, minus VCS data and
+/// hermetic's own outputs) to `dest`, and says which rule chose its files:
+/// in a git checkout that tracks the recipe (`named[0]`), the files git
+/// tracks plus `named` (the recipe and its requirement files), so stray untracked files (logs, an old `dist/`,
+/// editor files) change neither the cache key nor any output; elsewhere,
+/// every file. What the git rule leaves out is listed with `-v`.
+fn snapshot_context(
+    src: &Path,
+    out_dir: &Path,
+    named: &[PathBuf],
+    dest: &Path,
+) -> Result<SourceRule, BuildError> {
     use std::os::unix::fs::PermissionsExt;
     let out_dir = fs_err::canonicalize(out_dir).ok();
     let src_real = fs_err::canonicalize(src)?;
+    let relative = |p: &PathBuf| {
+        fs_err::canonicalize(p)
+            .ok()
+            .and_then(|p| p.strip_prefix(&src_real).ok().map(Path::to_path_buf))
+    };
+    // The git rule holds when git tracks the recipe itself: a recipe
+    // directory that merely lies inside some other work tree (a home
+    // directory kept in git, say) is taken whole.
+    let recipe = named.first().and_then(relative);
+    let tracked = git_tracked(&src_real).filter(|t| recipe.as_ref().is_some_and(|r| t.contains(r)));
+    let named: BTreeSet<PathBuf> = named.iter().filter_map(relative).collect();
+    let mut left_out = Vec::new();
     let walker = walkdir::WalkDir::new(&src_real)
         .min_depth(1)
         .sort_by_file_name()
@@ -540,8 +569,24 @@ fn snapshot_context(src: &Path, out_dir: &Path, dest: &Path) -> Result<(), Build
         let target = dest.join(rel);
         let kind = entry.file_type();
         if kind.is_dir() {
-            fs_err::create_dir_all(&target)?;
-        } else if kind.is_symlink() {
+            // Under the git rule a directory exists when a file in it does
+            // (git tracks no empty directories).
+            if tracked.is_none() {
+                fs_err::create_dir_all(&target)?;
+            }
+            continue;
+        }
+        if let Some(tracked) = &tracked
+            && !tracked.contains(rel)
+            && !named.contains(rel)
+        {
+            left_out.push(rel.display().to_string());
+            continue;
+        }
+        if let Some(parent) = target.parent() {
+            fs_err::create_dir_all(parent)?;
+        }
+        if kind.is_symlink() {
             std::os::unix::fs::symlink(fs_err::read_link(entry.path())?, &target)?;
         } else if kind.is_file() {
             fs_err::copy(entry.path(), &target)?;
@@ -556,7 +601,40 @@ fn snapshot_context(src: &Path, out_dir: &Path, dest: &Path) -> Result<(), Build
             )?;
         }
     }
-    Ok(())
+    if !left_out.is_empty() {
+        info!(
+            "{} untracked file(s) in {} left out of the build context (git rule): {}",
+            left_out.len(),
+            src.display(),
+            left_out.join(", ")
+        );
+    }
+    Ok(if tracked.is_some() {
+        SourceRule::Git
+    } else {
+        SourceRule::Directory
+    })
+}
+
+/// The files git tracks under `dir` (relative to it), or `None` when `dir`
+/// is not in a git work tree (or git is not installed).
+fn git_tracked(dir: &Path) -> Option<BTreeSet<PathBuf>> {
+    use std::os::unix::ffi::OsStrExt;
+    let out = std::process::Command::new("git")
+        .arg("-C")
+        .arg(dir)
+        .args(["ls-files", "-z", "--cached"])
+        .stderr(std::process::Stdio::null())
+        .output()
+        .ok()
+        .filter(|o| o.status.success())?;
+    Some(
+        out.stdout
+            .split(|b| *b == 0)
+            .filter(|p| !p.is_empty())
+            .map(|p| PathBuf::from(std::ffi::OsStr::from_bytes(p)))
+            .collect(),
+    )
 }
 
 fn random_suffix() -> String {
@@ -660,7 +738,75 @@ fn tail_text(tail: &[String]) -> String {
 
 #[cfg(test)]
 mod tests {
-    use super::links_libpython;
+    use super::{SourceRule, links_libpython, snapshot_context};
+    use std::path::Path;
+
+    fn git(dir: &Path, args: &[&str]) {
+        let out = std::process::Command::new("git")
+            .arg("-C")
+            .arg(dir)
+            .args(["-c", "user.name=t", "-c", "user.email=t@example.invalid"])
+            .args(args)
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "git {args:?}: {out:?}");
+    }
+
+    fn files(dir: &Path) -> Vec<String> {
+        let mut v: Vec<String> = walkdir::WalkDir::new(dir)
+            .min_depth(1)
+            .into_iter()
+            .map(|e| e.unwrap())
+            .map(|e| e.path().strip_prefix(dir).unwrap().display().to_string())
+            .collect();
+        v.sort();
+        v
+    }
+
+    #[test]
+    fn in_git_the_context_is_what_git_tracks_plus_the_files_the_recipe_names() {
+        let tmp = tempfile::tempdir().unwrap();
+        let src = tmp.path().join("app");
+        fs_err::create_dir_all(src.join("pkg")).unwrap();
+        fs_err::write(src.join("hermetic.toml"), "x").unwrap();
+        fs_err::write(src.join("pkg/mod.py"), "y").unwrap();
+        git(&src, &["init", "-q"]);
+        git(&src, &["add", "pkg/mod.py"]);
+        git(&src, &["commit", "-q", "-m", "c"]);
+        // The recipe is not tracked yet: not a checkout of this project.
+        let early = tmp.path().join("early");
+        fs_err::create_dir_all(&early).unwrap();
+        let named = [src.join("hermetic.toml")];
+        let out = tmp.path().join("out");
+        let rule = snapshot_context(&src, &out, &named, &early).unwrap();
+        assert_eq!(rule, SourceRule::Directory);
+        git(&src, &["add", "hermetic.toml"]);
+        git(&src, &["commit", "-q", "-m", "recipe"]);
+        // Stray files, an untracked requirements file the recipe names,
+        // and a directory holding only strays.
+        fs_err::write(src.join("notes.log"), "stray").unwrap();
+        fs_err::write(src.join("requirements.txt"), "r").unwrap();
+        fs_err::create_dir_all(src.join(".idea")).unwrap();
+        fs_err::write(src.join(".idea/workspace.xml"), "stray").unwrap();
+        let named = [src.join("hermetic.toml"), src.join("requirements.txt")];
+        let dest = tmp.path().join("ctx");
+        fs_err::create_dir_all(&dest).unwrap();
+        let rule = snapshot_context(&src, &out, &named, &dest).unwrap();
+        assert_eq!(rule, SourceRule::Git);
+        assert_eq!(
+            files(&dest),
+            ["hermetic.toml", "pkg", "pkg/mod.py", "requirements.txt"]
+        );
+
+        // Outside git: every file, as before.
+        fs_err::remove_dir_all(src.join(".git")).unwrap();
+        let dest = tmp.path().join("ctx2");
+        fs_err::create_dir_all(&dest).unwrap();
+        let rule = snapshot_context(&src, &out, &named, &dest).unwrap();
+        assert_eq!(rule, SourceRule::Directory);
+        assert!(files(&dest).contains(&"notes.log".to_string()));
+        assert!(files(&dest).contains(&".idea/workspace.xml".to_string()));
+    }
 
     #[test]
     fn link_flags_that_need_a_shared_libpython_are_found() {

@@ -11,7 +11,7 @@ use crate::archive::{self, ArchiveOptions};
 use crate::builder::ResolvedBuilder;
 use crate::bundle::{FetchedInput, NativeFile};
 use crate::manifest::{
-    BuildRecord, RECORD_FORMAT, RecordedBuilder, RecordedOutput, RecordedRecipe,
+    BuildRecord, RECORD_FORMAT, RecordedBuilder, RecordedOutput, RecordedRecipe, SourceRule,
 };
 use crate::plan::{BuildPlan, CollectPlan, PrunePlan, TargetPlan};
 
@@ -108,6 +108,7 @@ pub fn stage(
     derived: &DerivedImage,
     inputs: &[FetchedInput],
     source_tree_sha256: &str,
+    source_rule: SourceRule,
     staging: &Path,
 ) -> Result<Staged, BuildError> {
     let plan = ctx.plan;
@@ -153,6 +154,7 @@ pub fn stage(
             sha256: plan.recipe_sha256.clone(),
         },
         source_tree_sha256: source_tree_sha256.to_string(),
+        source_rule,
         builder: RecordedBuilder {
             reference: builder.reference.clone(),
             image_id: builder.image_id.clone(),
@@ -234,12 +236,15 @@ pub fn cache_key(
     derived: &DerivedImage,
     inputs: &[FetchedInput],
     source_tree_sha256: &str,
+    source_rule: SourceRule,
 ) -> String {
     let value = serde_json::json!({
         "hermetic": env!("CARGO_PKG_VERSION"),
         // Bumped when a build starts writing different files (2: the
-        // in-toto provenance statement), so older cache entries miss.
-        "outputs": 2,
+        // in-toto provenance statement; 3: the record's source rule), so
+        // older cache entries miss.
+        "outputs": 3,
+        "source_rule": source_rule,
         "name": plan.name,
         "version": plan.version,
         "recipe": plan.recipe_sha256,
