@@ -7,7 +7,7 @@
 //! and offline on bullseye (the oldest runtime here) and on trixie.
 //!
 //! The builder is made through hermetic itself and cached by its inputs
-//! hash: about 17 minutes the first time on a 2-core machine (apt, zig,
+//! hash: about 10 minutes the first time on a 2-core machine (apt, zig,
 //! sqlite and CPython), seconds afterwards.
 
 mod common;
