@@ -231,6 +231,80 @@ pub struct VerifySettings {
     pub json: bool,
 }
 
+/// The recipe a record names, at the hash it records. Looked for with
+/// `--recipe`, else by the record's path in the current directory, at the top
+/// of the git work tree the current directory is in (a verifier's fresh
+/// clone), then beside the record's directory; the first copy with the
+/// recorded hash wins, so a stale copy is never used, and when none matches
+/// the error lists every copy tried with its hash.
+fn find_recorded_recipe(
+    record: &crate::manifest::BuildRecord,
+    record_dir: &std::path::Path,
+    given: Option<&std::path::Path>,
+) -> Result<std::path::PathBuf> {
+    use crate::verify::VerifyError;
+    use std::path::PathBuf;
+    let recorded = std::path::Path::new(&record.recipe.path);
+    let candidates: Vec<PathBuf> = match given {
+        Some(p) => vec![p.to_path_buf()],
+        None => {
+            let mut c = vec![recorded.to_path_buf()];
+            if let Some(top) = std::process::Command::new("git")
+                .args(["rev-parse", "--show-toplevel"])
+                .stderr(std::process::Stdio::null())
+                .output()
+                .ok()
+                .filter(|o| o.status.success())
+                .and_then(|o| String::from_utf8(o.stdout).ok())
+            {
+                c.push(PathBuf::from(top.trim()).join(recorded));
+            }
+            // The usual layout: <project>/dist/<record> beside <project>/<recipe>.
+            c.push(record_dir.join("..").join(recorded));
+            c.push(record_dir.join(recorded));
+            c
+        }
+    };
+    let mut tried = Vec::new();
+    for path in &candidates {
+        let seen = std::path::absolute(path).unwrap_or(path.clone());
+        if !path.is_file() || tried.iter().any(|(p, _): &(PathBuf, String)| *p == seen) {
+            continue;
+        }
+        let (hash, _) = crate::archive::sha256_file(path)?;
+        if hash == record.recipe.sha256 {
+            return Ok(path.clone());
+        }
+        tried.push((std::path::absolute(path).unwrap_or(path.clone()), hash));
+    }
+    let what = if tried.is_empty() {
+        format!(
+            "the recipe {} (looked in {}; pass --recipe)",
+            record.recipe.path,
+            candidates
+                .iter()
+                .map(|p| std::path::absolute(p)
+                    .unwrap_or(p.clone())
+                    .display()
+                    .to_string())
+                .collect::<Vec<_>>()
+                .join(", ")
+        )
+    } else {
+        format!(
+            "the recipe {} at the recorded sha256 {}: {}",
+            record.recipe.path,
+            record.recipe.sha256,
+            tried
+                .iter()
+                .map(|(p, h)| format!("{} has sha256 {h}", p.display()))
+                .collect::<Vec<_>>()
+                .join("; ")
+        )
+    };
+    Err(VerifyError::MissingInput { what }.into())
+}
+
 /// `hermetic verify <record>` / `--checksums <dir>`: exit 0 when everything
 /// matches, 1 on a mismatch (every differing file listed).
 pub async fn verify(global: &GlobalSettings, s: VerifySettings) -> Result<Outcome> {
@@ -243,34 +317,7 @@ pub async fn verify(global: &GlobalSettings, s: VerifySettings) -> Result<Outcom
                 .parent()
                 .filter(|d| !d.as_os_str().is_empty())
                 .unwrap_or(std::path::Path::new("."));
-            let candidates: Vec<std::path::PathBuf> = match &s.recipe {
-                Some(p) => vec![p.clone()],
-                // The record names the recipe relative to its context; the
-                // usual layout is <project>/dist/<record> beside <project>/<recipe>.
-                None => vec![
-                    record_dir.join("..").join(&record.recipe.path),
-                    record_dir.join(&record.recipe.path),
-                    std::path::PathBuf::from(&record.recipe.path),
-                ],
-            };
-            let recipe_path = candidates
-                .iter()
-                .find(|p| p.is_file())
-                .cloned()
-                .ok_or_else(|| VerifyError::MissingInput {
-                    what: format!("the recipe {} (pass --recipe)", record.recipe.path),
-                })?;
-            let (hash, _) = crate::archive::sha256_file(&recipe_path)?;
-            if hash != record.recipe.sha256 {
-                return Err(VerifyError::MissingInput {
-                    what: format!(
-                        "the recipe {} has sha256 {hash}, the record says {}",
-                        recipe_path.display(),
-                        record.recipe.sha256
-                    ),
-                }
-                .into());
-            }
+            let recipe_path = find_recorded_recipe(&record, record_dir, s.recipe.as_deref())?;
             let recipe = crate::recipe::Recipe::load(&recipe_path)?;
             let scratch = tempfile::Builder::new()
                 .prefix(".hermetic-verify-")

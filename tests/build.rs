@@ -611,6 +611,33 @@ async fn reproducible_cached_and_verified() {
 
     recorded_inputs_that_are_gone_are_errors(dir.path(), recipe, &record);
 
+    // Only a stale copy of the recipe where the verifier stands (the record
+    // carried elsewhere): never used; the error names it and both hashes.
+    let elsewhere = tempfile::tempdir().unwrap();
+    let carried = elsewhere
+        .path()
+        .join("release")
+        .join(record.file_name().unwrap());
+    fs_err::create_dir_all(carried.parent().unwrap()).unwrap();
+    fs_err::copy(&record, &carried).unwrap();
+    let checkout = elsewhere.path().join("checkout");
+    fs_err::create_dir_all(&checkout).unwrap();
+    let recorded: serde_json::Value =
+        serde_json::from_slice(&fs_err::read(&record).unwrap()).unwrap();
+    let recipe_name = recorded["recipe"]["path"].as_str().unwrap();
+    let mut stale = fs_err::read(dir.path().join(recipe_name)).unwrap();
+    stale.extend_from_slice(b"\n# edited after the release\n");
+    fs_err::write(checkout.join(recipe_name), stale).unwrap();
+    let v = hermetic_in(&checkout, &["verify", carried.to_str().unwrap()], &[]);
+    assert_eq!(v.status.code(), Some(2), "{}", text(&v));
+    let stderr = String::from_utf8_lossy(&v.stderr);
+    assert!(
+        stderr.contains(checkout.join(recipe_name).to_str().unwrap())
+            && stderr.contains(recorded["recipe"]["sha256"].as_str().unwrap()),
+        "{}",
+        text(&v)
+    );
+
     // One byte of one file inside the archive changes: both modes fail, and
     // the rebuild mode names the file.
     let archive = out_a.join(format!("{stem}.tar.gz"));

@@ -150,7 +150,7 @@ pub fn stage(
         version: plan.version.clone(),
         glibc: target.glibc,
         recipe: RecordedRecipe {
-            path: recipe_display(plan),
+            path: recipe_display(plan, source_rule),
             sha256: plan.recipe_sha256.clone(),
         },
         source_tree_sha256: source_tree_sha256.to_string(),
@@ -200,11 +200,39 @@ fn archive_stem(target: &TargetPlan) -> &str {
 /// The recipe as the record names it: its file name, relative to the
 /// build context (its own directory). Nothing about where hermetic ran or
 /// where the outputs went may enter the record, or it stops reproducing.
-fn recipe_display(plan: &BuildPlan) -> String {
+/// How the record names the recipe: in a git checkout, its path from the
+/// top of the work tree (`recipes/app/hermetic.toml`), so a verifier finds
+/// it in a fresh clone; elsewhere its file name.
+fn recipe_display(plan: &BuildPlan, source_rule: SourceRule) -> String {
+    if source_rule == SourceRule::Git
+        && let Some(path) = git_path_from_top(&plan.recipe)
+    {
+        return path;
+    }
     plan.recipe
         .file_name()
         .map(|n| n.to_string_lossy().into_owned())
         .unwrap_or_else(|| "hermetic.toml".into())
+}
+
+/// A tracked file's path from the top of its git work tree.
+fn git_path_from_top(file: &Path) -> Option<String> {
+    let dir = file
+        .parent()
+        .filter(|d| !d.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
+    let out = std::process::Command::new("git")
+        .arg("-C")
+        .arg(dir)
+        .args(["ls-files", "--full-name", "--"])
+        .arg(file.file_name()?)
+        .stderr(std::process::Stdio::null())
+        .output()
+        .ok()
+        .filter(|o| o.status.success())?;
+    let path = String::from_utf8(out.stdout).ok()?;
+    let path = path.lines().next()?.trim();
+    (!path.is_empty()).then(|| path.to_string())
 }
 
 /// Moves staged files into `out` and rewrites `SHA256SUMS` (entries for
