@@ -23,6 +23,11 @@ const SNIFF_LEN: u64 = 512;
 /// Symlink hops before a lookup gives up (Linux's own limit).
 const MAX_SYMLINK_HOPS: usize = 40;
 
+/// Links read from a tar stream, by path.
+type Links = Vec<(String, Entry)>;
+/// Files read from a tar stream: path and bytes.
+type Files = Vec<(String, Vec<u8>)>;
+
 /// One entry of a tree, keyed by its `/`-separated path relative to the root.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Entry {
@@ -118,11 +123,16 @@ impl Tree {
         if meta.is_dir() {
             Self::scan_dir(path)
         } else if crate::archive::archive_stem(&name).is_some() {
-            let reader = crate::archive::open_archive(path).map_err(|e| match e {
+            let archive_error = |e| match e {
                 crate::archive::ArchiveError::Io(e) => io(e),
+                e if e.is_corrupt() => ElfError::CorruptArchive(e),
                 other => io(std::io::Error::other(other.to_string())),
-            })?;
-            Self::scan_tar(path, reader)
+            };
+            let mut reader = crate::archive::open_archive(path).map_err(archive_error)?;
+            let (links, files) = Self::read_tar(path, &mut reader)?;
+            // Only an intact archive is worth parsing.
+            reader.finish().map_err(archive_error)?;
+            Self::assemble(path.to_path_buf(), links, files)
         } else {
             let bytes = std::fs::read(path).map_err(io)?;
             let rel = path
@@ -187,10 +197,15 @@ impl Tree {
         Ok(tree)
     }
 
-    fn scan_tar(path: &Path, reader: impl Read) -> Result<Tree, ElfError> {
-        let archive_err = |e: std::io::Error| ElfError::Archive {
-            path: path.to_path_buf(),
-            reason: e.to_string(),
+    /// The links and files (whole when ELF, else their first bytes) of a
+    /// tar stream.
+    fn read_tar(path: &Path, reader: impl Read) -> Result<(Links, Files), ElfError> {
+        let archive_err = |e: std::io::Error| match crate::archive::ArchiveError::from_io(e) {
+            e if e.is_corrupt() => ElfError::CorruptArchive(e),
+            e => ElfError::Archive {
+                path: path.to_path_buf(),
+                reason: e.to_string(),
+            },
         };
         let mut archive = tar::Archive::new(reader);
         let mut links = Vec::new();
@@ -235,7 +250,7 @@ impl Tree {
                 files.push((rel, bytes));
             }
         }
-        Self::assemble(path.to_path_buf(), links, files)
+        Ok((links, files))
     }
 
     fn assemble(
