@@ -247,11 +247,21 @@ pub async fn verify(global: &GlobalSettings, s: VerifySettings) -> Result<Outcom
                 Some(p) => vec![p.clone()],
                 // The record names the recipe relative to its context; the
                 // usual layout is <project>/dist/<record> beside <project>/<recipe>.
-                None => vec![
-                    record_dir.join("..").join(&record.recipe.path),
-                    record_dir.join(&record.recipe.path),
-                    std::path::PathBuf::from(&record.recipe.path),
-                ],
+                // The name is confined to each directory like any other
+                // name a record gives (no `..`, no absolute path, no symlink
+                // out of it).
+                None => {
+                    let listed_in = record_path.display().to_string();
+                    let mut found = Vec::new();
+                    for base in [
+                        record_dir.join(".."),
+                        record_dir.to_path_buf(),
+                        std::path::PathBuf::from("."),
+                    ] {
+                        found.push(v::inside(&base, &record.recipe.path, &listed_in)?);
+                    }
+                    found
+                }
             };
             let recipe_path = candidates
                 .iter()

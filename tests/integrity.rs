@@ -222,3 +222,59 @@ fn image_refuses_damaged_archives_and_leaves_no_layout() {
         assert!(left.is_empty(), "image {bad:?} left {left:?} behind");
     }
 }
+
+/// `verify --checksums` must not read through a symlink out of the release
+/// directory: today it printed the sha256 of the file behind `evil`.
+#[test]
+fn verify_refuses_names_that_resolve_outside_the_release() {
+    let tmp = tempfile::tempdir().unwrap();
+    let release = tmp.path().join("dist");
+    fs_err::create_dir(&release).unwrap();
+    std::os::unix::fs::symlink("/etc/passwd", release.join("evil")).unwrap();
+    // A directory link out of the release, with a plain name under it.
+    std::os::unix::fs::symlink("/etc", release.join("etc")).unwrap();
+    let passwd = hermetic::archive::sha256_file(Path::new("/etc/passwd"))
+        .unwrap()
+        .0;
+    for name in ["evil", "etc/passwd"] {
+        fs_err::write(
+            release.join("SHA256SUMS"),
+            format!("{}  {name}\n", "0".repeat(64)),
+        )
+        .unwrap();
+        let out = hermetic(&[
+            "verify".as_ref(),
+            "--checksums".as_ref(),
+            release.as_os_str(),
+        ]);
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{name}: {stdout}{stderr}");
+        assert!(
+            stderr.contains(&format!("`{name}`")) && stderr.contains("SHA256SUMS"),
+            "{name}: {stderr}"
+        );
+        assert!(
+            !stdout.contains(&passwd) && !stderr.contains(&passwd),
+            "{name}: leaked the hash of /etc/passwd"
+        );
+    }
+    // A link that stays inside the release is fine.
+    fs_err::write(release.join("real"), b"x").unwrap();
+    fs_err::remove_file(release.join("evil")).unwrap();
+    std::os::unix::fs::symlink("real", release.join("alias")).unwrap();
+    let x = hermetic::archive::sha256_file(&release.join("real"))
+        .unwrap()
+        .0;
+    fs_err::write(release.join("SHA256SUMS"), format!("{x}  alias\n")).unwrap();
+    let out = hermetic(&[
+        "verify".as_ref(),
+        "--checksums".as_ref(),
+        release.as_os_str(),
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
