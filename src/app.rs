@@ -122,8 +122,11 @@ pub async fn build(global: &GlobalSettings, s: BuildCommandSettings) -> Result<O
     })
 }
 
-/// `hermetic audit <dir|archive> --glibc X [--json]`: exit 0 when the tree
-/// complies with the baseline's policy, 1 when it does not.
+/// `hermetic audit <dir|archive|file> --glibc X [--json]`: exit 0 when the
+/// tree complies with the baseline's policy, 1 when it does not (a corrupt
+/// ELF file inside the tree is a finding for that file), 2 when the input
+/// cannot be audited (a damaged archive; a single file that is empty or not
+/// a valid ELF file).
 pub async fn audit(path: std::path::PathBuf, glibc: Glibc, json: bool) -> Result<Outcome> {
     let report = tokio::task::spawn_blocking(move || crate::elf::audit::audit_path(&path, glibc))
         .await

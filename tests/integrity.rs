@@ -278,3 +278,62 @@ fn verify_refuses_names_that_resolve_outside_the_release() {
         String::from_utf8_lossy(&out.stderr)
     );
 }
+
+/// Junk given to `audit` is an error naming it, never "compliant"; one
+/// corrupt ELF file in a tree is a finding and the others are still
+/// audited (exit 1).
+#[test]
+fn audit_does_not_call_junk_compliant() {
+    let tmp = tempfile::tempdir().unwrap();
+    let mut header = [0u8; 64];
+    header[..4].copy_from_slice(b"\x7fELF");
+    header[4..7].copy_from_slice(&[2, 1, 1]); // ELF64, little-endian, version 1
+    let mut zeros = b"\x7fELF".to_vec();
+    zeros.resize(4096, 0);
+    for (name, bytes) in [
+        ("empty", &b""[..]),
+        ("magic-zeros", &zeros[..]),
+        ("header-zeros", &header[..]),
+    ] {
+        let path = tmp.path().join(name);
+        fs_err::write(&path, bytes).unwrap();
+        let out = hermetic(&[
+            "audit".as_ref(),
+            path.as_os_str(),
+            "--glibc".as_ref(),
+            "2.31".as_ref(),
+        ]);
+        assert_refused(&out, &path, "audit");
+        assert!(
+            !String::from_utf8_lossy(&out.stdout).contains("compliant"),
+            "{name}"
+        );
+    }
+    // A tree and its archive: a real library, and a corrupt one.
+    let tree = tmp.path().join("tree");
+    fs_err::create_dir_all(tree.join("lib")).unwrap();
+    fs_err::write(tree.join("lib/libfoo-5e6f7a8b.so.1"), ELF).unwrap();
+    fs_err::write(tree.join("lib/libbroken.so.1"), &zeros).unwrap();
+    let tgz = archive(&tree, tmp.path(), "tree.tar.gz", Compression::Gzip);
+    for target in [&tree, &tgz] {
+        let out = hermetic(&[
+            "audit".as_ref(),
+            target.as_os_str(),
+            "--glibc".as_ref(),
+            "2.31".as_ref(),
+        ]);
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        assert_eq!(
+            out.status.code(),
+            Some(1),
+            "{stdout}{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert!(
+            stdout.contains("libbroken.so.1: is not a valid ELF file"),
+            "{stdout}"
+        );
+        assert!(stdout.contains("1 ELF files of 2"), "{stdout}");
+        assert!(stdout.contains("NOT compliant"), "{stdout}");
+    }
+}

@@ -28,6 +28,9 @@ type Links = Vec<(String, Entry)>;
 /// Files read from a tar stream: path and bytes.
 type Files = Vec<(String, Vec<u8>)>;
 
+/// One examined file: its facts, or what made it unreadable.
+type Examined = Result<(String, Option<ElfFacts>), (String, ElfError)>;
+
 /// One entry of a tree, keyed by its `/`-separated path relative to the root.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Entry {
@@ -52,6 +55,10 @@ pub struct Tree {
     pub elves: Vec<ElfFacts>,
     /// File name -> paths with that name, for "exists elsewhere" answers.
     by_name: BTreeMap<String, Vec<String>>,
+    /// Files that carry the ELF magic but do not parse, or are named like a
+    /// shared library but are not ELF: path and what is wrong, sorted. The
+    /// audit reports each as a finding and goes on with the others.
+    pub corrupt: Vec<(String, String)>,
 }
 
 /// Where ld.so would find one `DT_NEEDED` library of one file, within the tree.
@@ -134,11 +141,27 @@ impl Tree {
             reader.finish().map_err(archive_error)?;
             Self::assemble(path.to_path_buf(), links, files)
         } else {
+            // One file: it must be an ELF file, or there is nothing to audit.
             let bytes = std::fs::read(path).map_err(io)?;
+            if !has_elf_magic(&bytes) {
+                return Err(ElfError::Malformed {
+                    path: path.to_path_buf(),
+                    reason: if bytes.is_empty() {
+                        "the file is empty".into()
+                    } else {
+                        "no ELF magic (audit takes an ELF file, a directory or an archive)".into()
+                    },
+                });
+            }
+            read_elf(path, &bytes)?;
             let rel = path
                 .file_name()
                 .map_or_else(|| name.to_string(), |n| n.to_string_lossy().into_owned());
-            let root = path.parent().unwrap_or(Path::new("")).to_path_buf();
+            let root = path
+                .parent()
+                .filter(|p| !p.as_os_str().is_empty())
+                .unwrap_or(Path::new("."))
+                .to_path_buf();
             Ok(Self::assemble(root, vec![], vec![(rel, bytes)])?)
         }
     }
@@ -171,15 +194,20 @@ impl Tree {
         }
         // Read and parse in parallel; order is kept so the first error is
         // the same on every run.
-        let read: Vec<Result<(String, Option<ElfFacts>), ElfError>> = files
+        let read: Vec<Examined> = files
             .into_par_iter()
             .map(|(rel, full)| {
-                let bytes = sniff(&full).map_err(|source| ElfError::Io {
-                    path: full.clone(),
-                    source,
+                let bytes = sniff(&full).map_err(|source| {
+                    let e = ElfError::Io {
+                        path: full.clone(),
+                        source,
+                    };
+                    (rel.clone(), e)
                 })?;
-                let facts = examine(&rel, &bytes)?;
-                Ok((rel, facts))
+                match examine(&rel, &bytes) {
+                    Ok(facts) => Ok((rel, facts)),
+                    Err(e) => Err((rel, e)),
+                }
             })
             .collect();
         let mut tree = Tree {
@@ -187,14 +215,35 @@ impl Tree {
             ..Tree::default()
         };
         for r in read {
-            let (rel, facts) = r?;
-            tree.insert_file(rel, facts);
+            tree.insert_result(r)?;
         }
         for (rel, link) in links {
             tree.entries.insert(rel, link);
         }
         tree.finish();
         Ok(tree)
+    }
+
+    /// Inserts one examined file; a corrupt one is recorded (not an
+    /// error) so that the audit of the other files goes on.
+    fn insert_result(&mut self, r: Examined) -> Result<(), ElfError> {
+        match r {
+            Ok((rel, facts)) => self.insert_file(rel, facts),
+            Err((rel, ElfError::Malformed { reason, .. })) => {
+                self.corrupt
+                    .push((rel.clone(), format!("is not a valid ELF file: {reason}")));
+                self.insert_file(rel, None);
+            }
+            Err((rel, ElfError::NotElf { reason, .. })) => {
+                self.corrupt.push((
+                    rel.clone(),
+                    format!("is named like a shared library but is not an ELF file ({reason})"),
+                ));
+                self.insert_file(rel, None);
+            }
+            Err((_, e)) => return Err(e),
+        }
+        Ok(())
     }
 
     /// The links and files (whole when ELF, else their first bytes) of a
@@ -258,17 +307,19 @@ impl Tree {
         links: Vec<(String, Entry)>,
         files: Vec<(String, Vec<u8>)>,
     ) -> Result<Tree, ElfError> {
-        let read: Vec<Result<(String, Option<ElfFacts>), ElfError>> = files
+        let read: Vec<Examined> = files
             .into_par_iter()
-            .map(|(rel, bytes)| Ok((rel.clone(), examine(&rel, &bytes)?)))
+            .map(|(rel, bytes)| match examine(&rel, &bytes) {
+                Ok(facts) => Ok((rel, facts)),
+                Err(e) => Err((rel, e)),
+            })
             .collect();
         let mut tree = Tree {
             root,
             ..Tree::default()
         };
         for r in read {
-            let (rel, facts) = r?;
-            tree.insert_file(rel, facts);
+            tree.insert_result(r)?;
         }
         for (rel, link) in links {
             tree.entries.insert(rel, link);
@@ -311,6 +362,7 @@ impl Tree {
     /// Sorts the facts by path and points each `Entry::Elf` at its index.
     fn finish(&mut self) {
         self.elves.sort_by(|a, b| a.path.cmp(&b.path));
+        self.corrupt.sort();
         for (i, f) in self.elves.iter().enumerate() {
             self.entries.insert(f.path.clone(), Entry::Elf(i));
         }
