@@ -122,8 +122,11 @@ pub async fn build(global: &GlobalSettings, s: BuildCommandSettings) -> Result<O
     })
 }
 
-/// `hermetic audit <dir|archive> --glibc X [--json]`: exit 0 when the tree
-/// complies with the baseline's policy, 1 when it does not.
+/// `hermetic audit <dir|archive|file> --glibc X [--json]`: exit 0 when the
+/// tree complies with the baseline's policy, 1 when it does not (a corrupt
+/// ELF file inside the tree is a finding for that file), 2 when the input
+/// cannot be audited (a damaged archive; a single file that is empty or not
+/// a valid ELF file).
 pub async fn audit(path: std::path::PathBuf, glibc: Glibc, json: bool) -> Result<Outcome> {
     let report = tokio::task::spawn_blocking(move || crate::elf::audit::audit_path(&path, glibc))
         .await
@@ -239,16 +242,16 @@ pub struct VerifySettings {
 /// the error lists every copy tried with its hash.
 fn find_recorded_recipe(
     record: &crate::manifest::BuildRecord,
+    record_path: &std::path::Path,
     record_dir: &std::path::Path,
     given: Option<&std::path::Path>,
 ) -> Result<std::path::PathBuf> {
-    use crate::verify::VerifyError;
+    use crate::verify::{self as v, VerifyError};
     use std::path::PathBuf;
-    let recorded = std::path::Path::new(&record.recipe.path);
     let candidates: Vec<PathBuf> = match given {
         Some(p) => vec![p.to_path_buf()],
         None => {
-            let mut c = vec![recorded.to_path_buf()];
+            let mut bases = vec![PathBuf::from(".")];
             if let Some(top) = std::process::Command::new("git")
                 .args(["rev-parse", "--show-toplevel"])
                 .stderr(std::process::Stdio::null())
@@ -257,12 +260,18 @@ fn find_recorded_recipe(
                 .filter(|o| o.status.success())
                 .and_then(|o| String::from_utf8(o.stdout).ok())
             {
-                c.push(PathBuf::from(top.trim()).join(recorded));
+                bases.push(PathBuf::from(top.trim()));
             }
             // The usual layout: <project>/dist/<record> beside <project>/<recipe>.
-            c.push(record_dir.join("..").join(recorded));
-            c.push(record_dir.join(recorded));
-            c
+            bases.push(record_dir.join(".."));
+            bases.push(record_dir.to_path_buf());
+            // The name is confined to each directory like any other name a
+            // record gives (no `..`, no absolute path, no symlink out of it).
+            let listed_in = record_path.display().to_string();
+            bases
+                .iter()
+                .map(|base| v::inside(base, &record.recipe.path, &listed_in))
+                .collect::<Result<_, _>>()?
         }
     };
     let mut tried = Vec::new();
@@ -317,7 +326,8 @@ pub async fn verify(global: &GlobalSettings, s: VerifySettings) -> Result<Outcom
                 .parent()
                 .filter(|d| !d.as_os_str().is_empty())
                 .unwrap_or(std::path::Path::new("."));
-            let recipe_path = find_recorded_recipe(&record, record_dir, s.recipe.as_deref())?;
+            let recipe_path =
+                find_recorded_recipe(&record, record_path, record_dir, s.recipe.as_deref())?;
             let recipe = crate::recipe::Recipe::load(&recipe_path)?;
             let scratch = tempfile::Builder::new()
                 .prefix(".hermetic-verify-")

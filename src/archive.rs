@@ -41,7 +41,11 @@
 //!   `Cargo.lock` pins through `zstd-sys`.
 //!
 //! Readers never trust a file name: [`open_archive`] picks the decoder from
-//! the first bytes (gzip, zstd or plain tar).
+//! the first bytes (gzip, zstd or plain tar). Nor do they trust the bytes:
+//! every archive is read through one [`ArchiveReader`], whose
+//! [`finish`](ArchiveReader::finish) reads to the end of the compressed
+//! stream, so that the gzip CRC-32 and size or the zstd checksum are
+//! checked, and refuses anything after it ([`unpack_archive`] does both).
 
 use std::ffi::OsStr;
 use std::io::{self, BufWriter, Read, Write};
@@ -94,6 +98,19 @@ pub enum ArchiveError {
     /// The tar stream being unpacked is larger than allowed.
     #[error("tar stream exceeds the size limit of {limit} bytes at entry `{entry}`")]
     SizeLimit { entry: String, limit: u64 },
+    /// An archive whose bytes could not be read or decoded (a corrupt
+    /// deflate stream, a bad gzip CRC-32 or size, a bad zstd checksum, a
+    /// truncated stream).
+    #[error("cannot read archive {} ({format}): {source}", path.display())]
+    Decode {
+        path: PathBuf,
+        format: StreamFormat,
+        source: io::Error,
+    },
+    /// An archive that decoded but is not intact (data after the end of the
+    /// tar stream or of the compressed stream, no tar data at all).
+    #[error("archive {} is corrupt: {reason}", path.display())]
+    Corrupt { path: PathBuf, reason: String },
     /// The destination of [`unpack_safe`] already exists and is not empty.
     #[error("unpack destination {} is not empty", path.display())]
     DestinationNotEmpty { path: PathBuf },
@@ -125,6 +142,31 @@ pub enum ArchiveError {
         line: usize,
         reason: String,
     },
+}
+
+impl ArchiveError {
+    /// An I/O error as the tar crate hands it back: when it came from an
+    /// [`ArchiveReader`] (a decoding error naming the archive), that error
+    /// itself, else [`ArchiveError::Io`].
+    pub fn from_io(e: io::Error) -> ArchiveError {
+        if !e.get_ref().is_some_and(|inner| inner.is::<ArchiveError>()) {
+            return ArchiveError::Io(e);
+        }
+        let kind = e.kind();
+        match e.into_inner().map(|inner| inner.downcast::<ArchiveError>()) {
+            Some(Ok(archive)) => *archive,
+            Some(Err(other)) => ArchiveError::Io(io::Error::new(kind, other)),
+            None => ArchiveError::Io(kind.into()),
+        }
+    }
+
+    /// Whether the archive itself is damaged (as opposed to unsafe or unreadable).
+    pub fn is_corrupt(&self) -> bool {
+        matches!(
+            self,
+            ArchiveError::Decode { .. } | ArchiveError::Corrupt { .. }
+        )
+    }
 }
 
 /// Why [`unpack_safe`] refused an entry.
@@ -191,21 +233,206 @@ pub fn archive_stem(name: &str) -> Option<&str> {
 }
 
 /// Opens an archive for reading, decompressing by what its first bytes are
-/// (gzip, zstd, or else a plain tar), whatever its name says.
-pub fn open_archive(path: &Path) -> Result<Box<dyn Read + Send>, ArchiveError> {
-    let mut file = io::BufReader::with_capacity(BUF_SIZE, fs_err::File::open(path)?);
-    let magic = {
-        use io::BufRead;
-        let head = file.fill_buf()?;
-        head[..head.len().min(4)].to_vec()
-    };
-    Ok(if magic.starts_with(&[0x1f, 0x8b]) {
-        Box::new(flate2::bufread::GzDecoder::new(file))
-    } else if magic == ZSTD_MAGIC {
-        Box::new(zstd::stream::read::Decoder::with_buffer(file)?)
-    } else {
-        Box::new(file)
-    })
+/// (gzip, zstd, or else a plain tar), whatever its name says. Read the tar
+/// stream from it, then call [`ArchiveReader::finish`]: only that proves the
+/// archive intact (see [`ArchiveReader`]).
+pub fn open_archive(path: &Path) -> Result<ArchiveReader, ArchiveError> {
+    ArchiveReader::open(path)
+}
+
+/// Unpacks the archive at `path` into `dest` with [`unpack_safe`]'s rules,
+/// then checks that the archive was intact ([`ArchiveReader::finish`]). On
+/// error `dest` may hold a partial tree, which the caller removes.
+pub fn unpack_archive(
+    path: &Path,
+    dest: &Path,
+    max_bytes: u64,
+) -> Result<UnpackSummary, ArchiveError> {
+    let mut reader = open_archive(path)?;
+    let summary = unpack_safe(&mut reader, dest, max_bytes)?;
+    reader.finish()?;
+    Ok(summary)
+}
+
+/// The compression of an archive, as its first bytes say.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StreamFormat {
+    Gzip,
+    Zstd,
+    Tar,
+}
+
+impl std::fmt::Display for StreamFormat {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            StreamFormat::Gzip => "gzip",
+            StreamFormat::Zstd => "zstd",
+            StreamFormat::Tar => "tar",
+        })
+    }
+}
+
+enum Decoder {
+    /// One gzip member; `bufread` so that the decoder consumes exactly the
+    /// member's bytes and whatever follows stays in the buffer to be found.
+    Gzip(Box<flate2::bufread::GzDecoder<io::BufReader<fs_err::File>>>),
+    /// One zstd frame (`single_frame`), for the same reason.
+    Zstd(zstd::stream::read::Decoder<'static, io::BufReader<fs_err::File>>),
+    Tar(io::BufReader<fs_err::File>),
+}
+
+/// The one reader of every archive hermetic reads (unpack, ELF scan, SBOM,
+/// image, verify, upload): the decompressed tar stream of the file at
+/// [`path`](Self::path).
+///
+/// A tar reader stops at the end-of-archive blocks, so it never reaches the
+/// end of the compressed stream, which is where gzip keeps its CRC-32 and
+/// size and zstd its checksum. [`finish`](Self::finish) reads on to the end:
+/// the rest of the tar stream must be zeros (the end-of-archive blocks and
+/// padding, nothing hidden after them), the decoder then verifies the
+/// checksum, and no byte may follow the compressed stream (one gzip member,
+/// one zstd frame: hermetic writes nothing else). A zstd frame without a
+/// checksum (which hermetic never writes) is accepted; a wrong one is not.
+///
+/// Decoding errors while reading are reported naming the archive.
+pub struct ArchiveReader {
+    path: PathBuf,
+    format: StreamFormat,
+    decoder: Decoder,
+    /// Bytes of the tar stream read so far.
+    tar_bytes: u64,
+}
+
+impl ArchiveReader {
+    /// Opens `path`, picking the decoder from its first bytes.
+    pub fn open(path: &Path) -> Result<ArchiveReader, ArchiveError> {
+        let mut file = io::BufReader::with_capacity(BUF_SIZE, fs_err::File::open(path)?);
+        let magic = {
+            use io::BufRead;
+            let head = file.fill_buf()?;
+            head[..head.len().min(4)].to_vec()
+        };
+        let (format, decoder) = if magic.starts_with(&[0x1f, 0x8b]) {
+            (
+                StreamFormat::Gzip,
+                Decoder::Gzip(Box::new(flate2::bufread::GzDecoder::new(file))),
+            )
+        } else if magic == ZSTD_MAGIC {
+            let zst = zstd::stream::read::Decoder::with_buffer(file)
+                .map_err(|e| decode_error(path, StreamFormat::Zstd, e))?;
+            (StreamFormat::Zstd, Decoder::Zstd(zst.single_frame()))
+        } else {
+            (StreamFormat::Tar, Decoder::Tar(file))
+        };
+        Ok(ArchiveReader {
+            path: path.to_owned(),
+            format,
+            decoder,
+            tar_bytes: 0,
+        })
+    }
+
+    /// The archive being read.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// Its compression.
+    pub fn format(&self) -> StreamFormat {
+        self.format
+    }
+
+    fn read_raw(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let n = match &mut self.decoder {
+            Decoder::Gzip(d) => d.read(buf)?,
+            Decoder::Zstd(d) => d.read(buf)?,
+            Decoder::Tar(d) => d.read(buf)?,
+        };
+        self.tar_bytes += n as u64;
+        Ok(n)
+    }
+
+    /// Reads the archive to its very end and checks it is intact: call it
+    /// once the tar stream has been read. Errors name the archive.
+    pub fn finish(mut self) -> Result<(), ArchiveError> {
+        let corrupt = |path: &Path, reason: String| ArchiveError::Corrupt {
+            path: path.to_owned(),
+            reason,
+        };
+        // The rest of the tar stream: end-of-archive blocks and padding.
+        let mut buf = vec![0u8; BUF_SIZE];
+        loop {
+            let at = self.tar_bytes;
+            let n = match self.read_raw(&mut buf) {
+                Ok(0) => break,
+                Ok(n) => n,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(e) => return Err(decode_error(&self.path, self.format, e)),
+            };
+            if let Some(i) = buf[..n].iter().position(|&b| b != 0) {
+                return Err(corrupt(
+                    &self.path,
+                    format!(
+                        "data after the tar end-of-archive marker (at byte {} of the tar stream)",
+                        at + i as u64
+                    ),
+                ));
+            }
+        }
+        if self.tar_bytes == 0 {
+            return Err(corrupt(&self.path, "it is empty, not a tar archive".into()));
+        }
+        // Nothing after the compressed stream.
+        let rest = match &mut self.decoder {
+            Decoder::Gzip(d) => Some(d.get_mut()),
+            Decoder::Zstd(d) => Some(d.get_mut()),
+            Decoder::Tar(_) => None,
+        };
+        if let Some(rest) = rest {
+            use io::BufRead;
+            let rest = rest.fill_buf()?;
+            if !rest.is_empty() {
+                let what = match self.format {
+                    StreamFormat::Gzip if rest.starts_with(&[0x1f, 0x8b]) => {
+                        "a second gzip member after the first (hermetic reads one)"
+                    }
+                    StreamFormat::Zstd => "bytes after the zstd frame",
+                    _ => "bytes after the end of the gzip stream",
+                };
+                return Err(corrupt(&self.path, format!("trailing data: {what}")));
+            }
+        }
+        Ok(())
+    }
+}
+
+impl Read for ArchiveReader {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        self.read_raw(buf).map_err(|e| {
+            if e.kind() == io::ErrorKind::Interrupted {
+                return e;
+            }
+            io::Error::new(e.kind(), decode_error(&self.path, self.format, e))
+        })
+    }
+}
+
+impl std::fmt::Debug for ArchiveReader {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ArchiveReader")
+            .field("path", &self.path)
+            .field("format", &self.format)
+            .field("tar_bytes", &self.tar_bytes)
+            .finish()
+    }
+}
+
+fn decode_error(path: &Path, format: StreamFormat, source: io::Error) -> ArchiveError {
+    ArchiveError::Decode {
+        path: path.to_owned(),
+        format,
+        source,
+    }
 }
 
 /// How to write an archive. Everything else is fixed by the rules above.
@@ -712,6 +939,9 @@ fn write_atomically<T>(
 ///
 /// Owners, timestamps and xattrs in the stream are ignored. On error, `dest`
 /// may hold a partial tree; the caller owns it and should remove it.
+///
+/// This reads the tar stream only up to its end-of-archive marker: to unpack
+/// an archive file, use [`unpack_archive`], which also proves it intact.
 pub fn unpack_safe<R: Read>(
     reader: R,
     dest: &Path,
@@ -727,8 +957,8 @@ pub fn unpack_safe<R: Read>(
     let mut summary = UnpackSummary::default();
     let mut total: u64 = 0;
     let mut symlinks: Vec<(PathBuf, String, PathBuf)> = Vec::new();
-    for entry in archive.entries()? {
-        let mut entry = entry?;
+    for entry in archive.entries().map_err(ArchiveError::from_io)? {
+        let mut entry = entry.map_err(ArchiveError::from_io)?;
         let raw = String::from_utf8_lossy(&entry.path_bytes()).into_owned();
         let unsafe_entry = |reason| ArchiveError::UnsafeEntry {
             entry: raw.clone(),
@@ -778,7 +1008,7 @@ pub fn unpack_safe<R: Read>(
                     .write(true)
                     .create_new(true)
                     .open(&target)?;
-                let copied = copy_buffered(&mut entry, &mut file)?;
+                let copied = copy_buffered(&mut entry, &mut file).map_err(ArchiveError::from_io)?;
                 file.set_permissions(std::fs::Permissions::from_mode(mode))?;
                 summary.files += 1;
                 summary.bytes += copied;
@@ -1272,6 +1502,166 @@ mod tests {
         assert_eq!(epoch(""), 1_650_000_000, "the checkout's top");
         std::fs::create_dir(dir.path().join("new")).unwrap();
         assert_eq!(epoch("new"), 1_650_000_000, "no commit touched it yet");
+    }
+
+    /// Incompressible bytes (xorshift), so deflate stores them verbatim.
+    fn noise(len: usize) -> Vec<u8> {
+        let mut x: u64 = 0x9E37_79B9_7F4A_7C15;
+        (0..len)
+            .map(|_| {
+                x ^= x << 13;
+                x ^= x >> 7;
+                x ^= x << 17;
+                (x >> 24) as u8
+            })
+            .collect()
+    }
+
+    /// An archive of a small tree (a text file and 64 KiB of noise) written
+    /// by hermetic's own writer, and the noise.
+    fn archive_bytes(compression: Compression) -> (Vec<u8>, Vec<u8>) {
+        let tree = tempfile::tempdir().unwrap();
+        let data = noise(64 * 1024);
+        std::fs::write(tree.path().join("hello.txt"), b"hello\n").unwrap();
+        std::fs::write(tree.path().join("noise.bin"), &data).unwrap();
+        let mut out = Vec::new();
+        let opts = ArchiveOptions {
+            source_date_epoch: 1,
+            compression,
+        };
+        write_tree(tree.path(), "demo", &mut out, &opts).unwrap();
+        (out, data)
+    }
+
+    /// Unpacks `bytes` (saved as `name`) with [`unpack_archive`].
+    fn unpack_bytes(
+        name: &str,
+        bytes: &[u8],
+    ) -> (tempfile::TempDir, Result<UnpackSummary, ArchiveError>) {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join(name);
+        std::fs::write(&path, bytes).unwrap();
+        let result = unpack_archive(&path, &dir.path().join("out"), 1 << 30);
+        (dir, result)
+    }
+
+    /// `bytes` must be refused with an error naming the archive and saying `expect`.
+    fn assert_refused(name: &str, bytes: &[u8], expect: &str) {
+        let (_dir, result) = unpack_bytes(name, bytes);
+        let err = result.expect_err(&format!("{name} was accepted"));
+        let msg = err.to_string();
+        assert!(msg.contains(name), "error does not name {name}: {msg}");
+        assert!(
+            msg.contains(expect),
+            "{name}: expected `{expect}` in: {msg}"
+        );
+    }
+
+    #[test]
+    fn intact_archives_read_to_the_end() {
+        for compression in [
+            Compression::Gzip,
+            Compression::Zstd { level: 3 },
+            Compression::None,
+        ] {
+            let (bytes, _) = archive_bytes(compression);
+            let (_dir, result) = unpack_bytes(&format!("ok.{}", compression.extension()), &bytes);
+            assert_eq!(result.unwrap().files, 2, "{compression:?}");
+        }
+    }
+
+    #[test]
+    fn gzip_with_a_flipped_deflate_byte_is_a_crc_error() {
+        let (mut gz, data) = archive_bytes(Compression::Gzip);
+        // The noise is stored verbatim: flipping a byte of it leaves the
+        // deflate stream valid, so only the CRC-32 can tell.
+        let window = &data[30_000..30_032];
+        let at = gz
+            .windows(window.len())
+            .position(|w| w == window)
+            .expect("incompressible data is stored verbatim");
+        gz[at + 7] ^= 0x01;
+        // Cross-check, where gzip is installed, that it is a CRC error.
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("flipped.tar.gz");
+        std::fs::write(&path, &gz).unwrap();
+        if let Ok(out) = Command::new("gzip").arg("-t").arg(&path).output() {
+            let stderr = String::from_utf8_lossy(&out.stderr);
+            assert!(stderr.contains("crc error"), "gzip -t: {stderr}");
+        }
+        assert_refused("flipped.tar.gz", &gz, "checksum");
+    }
+
+    #[test]
+    fn gzip_with_a_wrong_size_or_cut_trailer_is_refused() {
+        let (gz, _) = archive_bytes(Compression::Gzip);
+        let mut isize = gz.clone();
+        let last = isize.len() - 1;
+        isize[last] ^= 0x01;
+        assert_refused("isize.tar.gz", &isize, "checksum");
+        assert_refused("cut.tar.gz", &gz[..gz.len() - 4], "cut.tar.gz");
+        assert_refused("halved.tar.gz", &gz[..gz.len() / 2], "halved.tar.gz");
+    }
+
+    #[test]
+    fn bytes_after_the_compressed_stream_are_refused() {
+        for compression in [Compression::Gzip, Compression::Zstd { level: 3 }] {
+            let (bytes, _) = archive_bytes(compression);
+            let name = format!("trailing.{}", compression.extension());
+            let mut garbage = bytes.clone();
+            garbage.extend_from_slice(b"garbage");
+            assert_refused(&name, &garbage, "trailing data");
+            // A second copy of the stream (a second gzip member or zstd
+            // frame) is trailing data too: hermetic writes one.
+            let mut twice = bytes.clone();
+            twice.extend_from_slice(&bytes);
+            assert_refused(&name, &twice, "trailing data");
+        }
+    }
+
+    #[test]
+    fn zstd_with_a_bad_checksum_is_refused_and_without_one_accepted() {
+        let (mut zst, _) = archive_bytes(Compression::Zstd { level: 3 });
+        // The frame ends with the 4-byte content checksum.
+        let last = zst.len() - 1;
+        zst[last] ^= 0x01;
+        assert_refused("bad-checksum.tar.zst", &zst, "checksum");
+        // A foreign archive written without a checksum is accepted.
+        let (tar, _) = archive_bytes(Compression::None);
+        let mut enc = zstd::stream::write::Encoder::new(Vec::new(), 3).unwrap();
+        enc.include_checksum(false).unwrap();
+        enc.write_all(&tar).unwrap();
+        let plain = enc.finish().unwrap();
+        let (_dir, result) = unpack_bytes("no-checksum.tar.zst", &plain);
+        assert_eq!(result.unwrap().files, 2);
+        assert_refused("cut.tar.zst", &plain[..plain.len() - 3], "cut.tar.zst");
+    }
+
+    #[test]
+    fn data_hidden_after_the_tar_end_is_refused() {
+        let (mut tar, _) = archive_bytes(Compression::None);
+        tar.extend_from_slice(b"hidden entry");
+        assert_refused("hidden.tar", &tar, "after the tar end-of-archive marker");
+        let mut gz = Vec::new();
+        compress_tar(tar.as_slice(), &mut gz, Compression::Gzip).unwrap();
+        assert_refused("hidden.tar.gz", &gz, "after the tar end-of-archive marker");
+    }
+
+    #[test]
+    fn an_empty_file_is_not_an_archive() {
+        assert_refused("empty.tar.gz", b"", "empty");
+    }
+
+    #[test]
+    fn decoding_errors_while_unpacking_name_the_archive() {
+        let (mut gz, _) = archive_bytes(Compression::Gzip);
+        // Garbage in place of the start of the deflate stream.
+        for b in &mut gz[10..40] {
+            *b = 0xff;
+        }
+        assert_refused("garbled.tar.gz", &gz, "garbled.tar.gz");
+        let (_dir, result) = unpack_bytes("garbled.tar.gz", &gz);
+        assert!(result.unwrap_err().is_corrupt());
     }
 
     #[test]

@@ -1167,13 +1167,10 @@ fn purl_of(s: &str) -> Option<Purl> {
 // Archives
 
 /// Unpacks a bundle archive with the archive module's hostile-tar rules
-/// (no absolute paths, no `..`, no links leaving `dest`, no devices).
+/// (no absolute paths, no `..`, no links leaving `dest`, no devices), read
+/// to its end with its checksum checked.
 fn unpack_archive(archive: &Path, dest: &Path) -> Result<(), SbomError> {
-    let reader = crate::archive::open_archive(archive).map_err(|e| match e {
-        crate::archive::ArchiveError::Io(io) => SbomError::Io(io),
-        other => SbomError::Io(std::io::Error::other(other.to_string())),
-    })?;
-    crate::archive::unpack_safe(reader, dest, 64 << 30).map_err(|e| match e {
+    crate::archive::unpack_archive(archive, dest, 64 << 30).map_err(|e| match e {
         crate::archive::ArchiveError::UnsafeEntry { entry, reason } => {
             SbomError::UnsafeArchiveEntry {
                 path: archive.to_owned(),
@@ -1181,6 +1178,8 @@ fn unpack_archive(archive: &Path, dest: &Path) -> Result<(), SbomError> {
                 reason: reason.to_string(),
             }
         }
+        // These name the archive themselves.
+        e if e.is_corrupt() => SbomError::Io(std::io::Error::other(e)),
         other => SbomError::Archive {
             path: archive.to_owned(),
             source: std::io::Error::other(other),

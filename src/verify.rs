@@ -239,7 +239,7 @@ pub fn compare_outputs(
     };
     for out in &record.outputs {
         let rebuilt = inside(rebuilt_dir, &out.name, &file_name(record_path))?;
-        let released = release_dir.join(&out.name);
+        let released = inside(release_dir, &out.name, &file_name(record_path))?;
         let rebuilt_hash = hash_of(&rebuilt)?;
         let released_hash = hash_of(&released)?;
         let rebuilt_ok = rebuilt_hash.as_deref() == Some(out.sha256.as_str());
@@ -293,7 +293,11 @@ pub fn compare_outputs(
                 format!("{stem}.build.json"),
                 true,
             ),
-            (release_dir.join(&statement), statement.clone(), false),
+            (
+                inside(release_dir, &statement, &file_name(record_path))?,
+                statement.clone(),
+                false,
+            ),
         ] {
             if !required && !released.is_file() {
                 continue;
@@ -332,7 +336,7 @@ pub fn compare_archives(
     let (a, b) = (work.path().join("expected"), work.path().join("actual"));
     for (archive_path, dest) in [(expected, &a), (actual, &b)] {
         fs_err::create_dir_all(dest)?;
-        archive::unpack_safe(archive::open_archive(archive_path)?, dest, 64 << 30)?;
+        archive::unpack_archive(archive_path, dest, 64 << 30)?;
     }
     let left = listing(&a)?;
     let right = listing(&b)?;
@@ -486,21 +490,39 @@ fn elf_section_diff(a: &[u8], b: &[u8]) -> Vec<String> {
 }
 
 /// `dir/name` for a file a release's own documents name; a name that is
-/// absolute or climbs out with `..` is refused, naming the document (the
-/// documents may come from anyone, and verify should not read elsewhere).
-fn inside(dir: &Path, name: &str, listed_in: &str) -> Result<PathBuf, VerifyError> {
+/// absolute, climbs out with `..` or resolves through a symlink to a place
+/// outside `dir` is refused, naming the document (the documents may come
+/// from anyone, and verify should not read elsewhere).
+pub fn inside(dir: &Path, name: &str, listed_in: &str) -> Result<PathBuf, VerifyError> {
     let path = Path::new(name);
     let plain = !name.is_empty()
         && path
             .components()
             .all(|c| matches!(c, std::path::Component::Normal(_)));
+    let outside = || VerifyError::OutsideRelease {
+        name: name.to_string(),
+        listed_in: listed_in.to_string(),
+    };
     if !plain {
-        return Err(VerifyError::OutsideRelease {
-            name: name.to_string(),
-            listed_in: listed_in.to_string(),
-        });
+        return Err(outside());
     }
-    Ok(dir.join(path))
+    // Lexically inside is not enough: through a symlink (`evil ->
+    // /etc/shadow`, or a directory link) the name may still resolve
+    // elsewhere. Resolve the longest part of it that exists.
+    let root = fs_err::canonicalize(dir)?;
+    let joined = dir.join(path);
+    let mut existing = joined.as_path();
+    while existing.symlink_metadata().is_err() {
+        match existing.parent() {
+            Some(parent) if parent.starts_with(dir) && parent != dir => existing = parent,
+            _ => return Ok(joined),
+        }
+    }
+    match std::fs::canonicalize(existing) {
+        Ok(real) if real.starts_with(&root) => Ok(joined),
+        // Outside, or a dangling link (whose target is no business of ours).
+        _ => Err(outside()),
+    }
 }
 
 fn file_name(path: &Path) -> String {
@@ -594,6 +616,40 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(err.contains("`/etc/hostname`"), "{err}");
+    }
+
+    #[test]
+    fn names_that_resolve_through_a_symlink_out_of_the_release_are_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let d = dir.path();
+        std::os::unix::fs::symlink("/etc/passwd", d.join("hermetic.toml")).unwrap();
+        std::os::unix::fs::symlink("/etc", d.join("sub")).unwrap();
+        std::os::unix::fs::symlink("/nonexistent/x", d.join("dangling")).unwrap();
+        fs_err::write(d.join("real"), b"x").unwrap();
+        std::os::unix::fs::symlink("real", d.join("alias")).unwrap();
+        // The recipe path of a record is checked the same way (app::verify).
+        for name in [
+            "hermetic.toml",
+            "sub/passwd",
+            "sub/missing",
+            "dangling",
+            "/etc/passwd",
+        ] {
+            let err = inside(d, name, "demo.build.json").unwrap_err().to_string();
+            assert!(
+                err.contains(&format!("demo.build.json names `{name}`")),
+                "{err}"
+            );
+        }
+        assert_eq!(inside(d, "alias", "x").unwrap(), d.join("alias"));
+        assert_eq!(inside(d, "missing/x", "x").unwrap(), d.join("missing/x"));
+        // The released copy in rebuild mode too.
+        let (mut record, record_path) = release(d);
+        record.outputs[0].name = "hermetic.toml".into();
+        let err = compare_outputs(&record, &record_path, d)
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("`hermetic.toml`"), "{err}");
     }
 
     #[test]

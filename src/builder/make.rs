@@ -261,7 +261,9 @@ find "$out/python" "$out/usr-local-lib" -type f \( -name '*.so*' -o -perm -u+x \
                 .filter(|f| {
                     matches!(
                         f,
-                        Finding::SymbolVersionTooNew { .. } | Finding::BlacklistedSymbol { .. }
+                        Finding::SymbolVersionTooNew { .. }
+                            | Finding::BlacklistedSymbol { .. }
+                            | Finding::Corrupt { .. }
                     )
                 })
                 .map(|f| format!("{}: {}", r.path, f.message(&report.policy)))

@@ -49,6 +49,9 @@ pub enum Finding {
     BlacklistedSymbol { symbol: String, library: String },
     /// An ELF file for another machine than x86_64.
     ForeignMachine { machine: String },
+    /// A file that carries the ELF magic but does not parse, or is named
+    /// like a shared library but is not ELF.
+    Corrupt { problem: String },
 }
 
 impl Finding {
@@ -95,6 +98,7 @@ impl Finding {
             Finding::ForeignMachine { machine } => {
                 format!("is built for {machine}, not x86_64")
             }
+            Finding::Corrupt { problem } => problem.clone(),
         }
     }
 }
@@ -199,6 +203,15 @@ pub fn audit(tree: &Tree, policy: &Policy) -> Result<AuditReport, ElfError> {
             });
         }
     }
+    for (path, problem) in &tree.corrupt {
+        reports.push(FileReport {
+            path: path.clone(),
+            findings: vec![Finding::Corrupt {
+                problem: problem.clone(),
+            }],
+        });
+    }
+    reports.sort_by(|a, b| a.path.cmp(&b.path));
     let lowest = Policy::lowest_satisfying(|p| {
         loadable
             .iter()

@@ -52,6 +52,10 @@ pub enum ElfError {
     /// A tar archive could not be read.
     #[error("cannot read archive {}: {reason}", path.display())]
     Archive { path: PathBuf, reason: String },
+    /// An archive that is damaged: a bad checksum, trailing data, a
+    /// truncated or undecodable stream (the error names the archive).
+    #[error(transparent)]
+    CorruptArchive(crate::archive::ArchiveError),
     /// A tar entry names a path outside the archive root (absolute or `..`).
     #[error("archive {} has an entry outside its root: {entry}", path.display())]
     UnsafeArchiveEntry { path: PathBuf, entry: String },

@@ -287,6 +287,7 @@ fn parse_facts(path: &Path, bytes: &[u8]) -> Result<ElfFacts, ElfError> {
             if pie { ElfKind::Pie } else { ElfKind::Dyn }
         }
         header::ET_REL => ElfKind::Rel,
+        header::ET_NONE => return Err(malformed(path, "ELF type is ET_NONE (no file type)")),
         _ => ElfKind::Other,
     };
 

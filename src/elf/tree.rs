@@ -23,6 +23,14 @@ const SNIFF_LEN: u64 = 512;
 /// Symlink hops before a lookup gives up (Linux's own limit).
 const MAX_SYMLINK_HOPS: usize = 40;
 
+/// Links read from a tar stream, by path.
+type Links = Vec<(String, Entry)>;
+/// Files read from a tar stream: path and bytes.
+type Files = Vec<(String, Vec<u8>)>;
+
+/// One examined file: its facts, or what made it unreadable.
+type Examined = Result<(String, Option<ElfFacts>), (String, ElfError)>;
+
 /// One entry of a tree, keyed by its `/`-separated path relative to the root.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Entry {
@@ -47,6 +55,10 @@ pub struct Tree {
     pub elves: Vec<ElfFacts>,
     /// File name -> paths with that name, for "exists elsewhere" answers.
     by_name: BTreeMap<String, Vec<String>>,
+    /// Files that carry the ELF magic but do not parse, or are named like a
+    /// shared library but are not ELF: path and what is wrong, sorted. The
+    /// audit reports each as a finding and goes on with the others.
+    pub corrupt: Vec<(String, String)>,
 }
 
 /// Where ld.so would find one `DT_NEEDED` library of one file, within the tree.
@@ -118,17 +130,38 @@ impl Tree {
         if meta.is_dir() {
             Self::scan_dir(path)
         } else if crate::archive::archive_stem(&name).is_some() {
-            let reader = crate::archive::open_archive(path).map_err(|e| match e {
+            let archive_error = |e| match e {
                 crate::archive::ArchiveError::Io(e) => io(e),
+                e if e.is_corrupt() => ElfError::CorruptArchive(e),
                 other => io(std::io::Error::other(other.to_string())),
-            })?;
-            Self::scan_tar(path, reader)
+            };
+            let mut reader = crate::archive::open_archive(path).map_err(archive_error)?;
+            let (links, files) = Self::read_tar(path, &mut reader)?;
+            // Only an intact archive is worth parsing.
+            reader.finish().map_err(archive_error)?;
+            Self::assemble(path.to_path_buf(), links, files)
         } else {
+            // One file: it must be an ELF file, or there is nothing to audit.
             let bytes = std::fs::read(path).map_err(io)?;
+            if !has_elf_magic(&bytes) {
+                return Err(ElfError::Malformed {
+                    path: path.to_path_buf(),
+                    reason: if bytes.is_empty() {
+                        "the file is empty".into()
+                    } else {
+                        "no ELF magic (audit takes an ELF file, a directory or an archive)".into()
+                    },
+                });
+            }
+            read_elf(path, &bytes)?;
             let rel = path
                 .file_name()
                 .map_or_else(|| name.to_string(), |n| n.to_string_lossy().into_owned());
-            let root = path.parent().unwrap_or(Path::new("")).to_path_buf();
+            let root = path
+                .parent()
+                .filter(|p| !p.as_os_str().is_empty())
+                .unwrap_or(Path::new("."))
+                .to_path_buf();
             Ok(Self::assemble(root, vec![], vec![(rel, bytes)])?)
         }
     }
@@ -161,15 +194,20 @@ impl Tree {
         }
         // Read and parse in parallel; order is kept so the first error is
         // the same on every run.
-        let read: Vec<Result<(String, Option<ElfFacts>), ElfError>> = files
+        let read: Vec<Examined> = files
             .into_par_iter()
             .map(|(rel, full)| {
-                let bytes = sniff(&full).map_err(|source| ElfError::Io {
-                    path: full.clone(),
-                    source,
+                let bytes = sniff(&full).map_err(|source| {
+                    let e = ElfError::Io {
+                        path: full.clone(),
+                        source,
+                    };
+                    (rel.clone(), e)
                 })?;
-                let facts = examine(&rel, &bytes)?;
-                Ok((rel, facts))
+                match examine(&rel, &bytes) {
+                    Ok(facts) => Ok((rel, facts)),
+                    Err(e) => Err((rel, e)),
+                }
             })
             .collect();
         let mut tree = Tree {
@@ -177,8 +215,7 @@ impl Tree {
             ..Tree::default()
         };
         for r in read {
-            let (rel, facts) = r?;
-            tree.insert_file(rel, facts);
+            tree.insert_result(r)?;
         }
         for (rel, link) in links {
             tree.entries.insert(rel, link);
@@ -187,10 +224,37 @@ impl Tree {
         Ok(tree)
     }
 
-    fn scan_tar(path: &Path, reader: impl Read) -> Result<Tree, ElfError> {
-        let archive_err = |e: std::io::Error| ElfError::Archive {
-            path: path.to_path_buf(),
-            reason: e.to_string(),
+    /// Inserts one examined file; a corrupt one is recorded (not an
+    /// error) so that the audit of the other files goes on.
+    fn insert_result(&mut self, r: Examined) -> Result<(), ElfError> {
+        match r {
+            Ok((rel, facts)) => self.insert_file(rel, facts),
+            Err((rel, ElfError::Malformed { reason, .. })) => {
+                self.corrupt
+                    .push((rel.clone(), format!("is not a valid ELF file: {reason}")));
+                self.insert_file(rel, None);
+            }
+            Err((rel, ElfError::NotElf { reason, .. })) => {
+                self.corrupt.push((
+                    rel.clone(),
+                    format!("is named like a shared library but is not an ELF file ({reason})"),
+                ));
+                self.insert_file(rel, None);
+            }
+            Err((_, e)) => return Err(e),
+        }
+        Ok(())
+    }
+
+    /// The links and files (whole when ELF, else their first bytes) of a
+    /// tar stream.
+    fn read_tar(path: &Path, reader: impl Read) -> Result<(Links, Files), ElfError> {
+        let archive_err = |e: std::io::Error| match crate::archive::ArchiveError::from_io(e) {
+            e if e.is_corrupt() => ElfError::CorruptArchive(e),
+            e => ElfError::Archive {
+                path: path.to_path_buf(),
+                reason: e.to_string(),
+            },
         };
         let mut archive = tar::Archive::new(reader);
         let mut links = Vec::new();
@@ -235,7 +299,7 @@ impl Tree {
                 files.push((rel, bytes));
             }
         }
-        Self::assemble(path.to_path_buf(), links, files)
+        Ok((links, files))
     }
 
     fn assemble(
@@ -243,17 +307,19 @@ impl Tree {
         links: Vec<(String, Entry)>,
         files: Vec<(String, Vec<u8>)>,
     ) -> Result<Tree, ElfError> {
-        let read: Vec<Result<(String, Option<ElfFacts>), ElfError>> = files
+        let read: Vec<Examined> = files
             .into_par_iter()
-            .map(|(rel, bytes)| Ok((rel.clone(), examine(&rel, &bytes)?)))
+            .map(|(rel, bytes)| match examine(&rel, &bytes) {
+                Ok(facts) => Ok((rel, facts)),
+                Err(e) => Err((rel, e)),
+            })
             .collect();
         let mut tree = Tree {
             root,
             ..Tree::default()
         };
         for r in read {
-            let (rel, facts) = r?;
-            tree.insert_file(rel, facts);
+            tree.insert_result(r)?;
         }
         for (rel, link) in links {
             tree.entries.insert(rel, link);
@@ -296,6 +362,7 @@ impl Tree {
     /// Sorts the facts by path and points each `Entry::Elf` at its index.
     fn finish(&mut self) {
         self.elves.sort_by(|a, b| a.path.cmp(&b.path));
+        self.corrupt.sort();
         for (i, f) in self.elves.iter().enumerate() {
             self.entries.insert(f.path.clone(), Entry::Elf(i));
         }

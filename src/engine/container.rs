@@ -398,34 +398,28 @@ impl Container {
     /// Uploads a tar file (plain, gzip or zstd) and unpacks it at `dest`
     /// (which must exist). The engine unpacks plain and gzip tars itself; a
     /// zstd archive, which the Docker API does not take, is decompressed
-    /// into a temporary tar first.
+    /// into a temporary tar first. Either way the archive is first read to
+    /// its end through [`crate::archive::ArchiveReader`], so a corrupt one
+    /// (bad checksum, trailing data) is refused here rather than half
+    /// unpacked by the engine, which stops reading at the end of the tar.
     pub async fn upload_tar_file(&self, tar_path: &Path, dest: &str) -> Result<(), EngineError> {
-        let mut magic = [0u8; 4];
-        let is_zstd = {
-            use std::io::Read;
-            let mut f = std::fs::File::open(tar_path)
-                .map_err(|e| io_err(&format!("open {}", tar_path.display()), e))?;
-            f.read(&mut magic)
-                .map_err(|e| io_err(&format!("read {}", tar_path.display()), e))?
-                == 4
-                && magic == crate::archive::ZSTD_MAGIC
-        };
-        let decompressed = if is_zstd {
-            let src = tar_path.to_path_buf();
-            let tmp = tokio::task::spawn_blocking(move || -> std::io::Result<_> {
-                let mut reader =
-                    crate::archive::open_archive(&src).map_err(std::io::Error::other)?;
+        let src = tar_path.to_path_buf();
+        let decompressed = tokio::task::spawn_blocking(move || -> std::io::Result<_> {
+            let mut reader = crate::archive::open_archive(&src).map_err(std::io::Error::other)?;
+            let tmp = if reader.format() == crate::archive::StreamFormat::Zstd {
                 let mut tmp = tempfile::NamedTempFile::new()?;
                 std::io::copy(&mut reader, tmp.as_file_mut())?;
-                Ok(tmp)
-            })
-            .await
-            .map_err(|e| io_err("decompress task", std::io::Error::other(e)))?
-            .map_err(|e| io_err(&format!("decompress {}", tar_path.display()), e))?;
-            Some(tmp)
-        } else {
-            None
-        };
+                Some(tmp)
+            } else {
+                std::io::copy(&mut reader, &mut std::io::sink())?;
+                None
+            };
+            reader.finish().map_err(std::io::Error::other)?;
+            Ok(tmp)
+        })
+        .await
+        .map_err(|e| io_err("decompress task", std::io::Error::other(e)))?
+        .map_err(|e| io_err(&format!("read {}", tar_path.display()), e))?;
         let tar_path = decompressed.as_ref().map_or(tar_path, |t| t.path());
         let file = tokio::fs::File::open(tar_path)
             .await

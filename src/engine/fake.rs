@@ -365,12 +365,15 @@ impl ContainerHandle for FakeContainer {
             container: self.id.clone(),
             dest: dest.into(),
         });
-        let reader = crate::archive::open_archive(tar_path)
+        let mut reader = crate::archive::open_archive(tar_path)
             .map_err(|e| io("open tar for the fake", std::io::Error::other(e)))?;
         let target = inside_root(&self.root, dest);
-        tar::Archive::new(reader)
+        tar::Archive::new(&mut reader)
             .unpack(&target)
-            .map_err(|e| io("unpack into the fake container", e))
+            .map_err(|e| io("unpack into the fake container", e))?;
+        reader
+            .finish()
+            .map_err(|e| io("unpack into the fake container", std::io::Error::other(e)))
     }
 
     async fn put_file(

@@ -212,8 +212,7 @@ fn open_bundle(path: &Path) -> Result<OpenBundle, OciError> {
         (path.to_path_buf(), None)
     } else if path.is_file() {
         let tmp = tempfile::tempdir().map_err(OciError::io(std::env::temp_dir()))?;
-        archive::open_archive(path)
-            .and_then(|reader| archive::unpack_safe(reader, tmp.path(), MAX_BUNDLE_BYTES))
+        archive::unpack_archive(path, tmp.path(), MAX_BUNDLE_BYTES)
             .map_err(|e| not(format!("cannot unpack: {e}")))?;
         let mut tops = fs_err::read_dir(tmp.path())
             .map_err(OciError::io(tmp.path()))?
