@@ -105,8 +105,8 @@ pub struct ListedImage {
     pub stale: bool,
     /// `shipped`, or the user catalog file the entry comes from.
     pub origin: String,
-    /// Builders: `distro` or `toolchain`; a builder that is the fallback of
-    /// an upstream one for the same baseline says so in `role`.
+    /// Builders: `distro` (the suite's glibc is the baseline) or
+    /// `toolchain` (zig targets the baseline).
     pub kind: crate::catalog::Kind,
 }
 
@@ -205,7 +205,6 @@ fn toolchain_baseline(engine: &Engine, image_id: &str) -> Result<Option<Glibc>, 
         .and_then(|l| l.toolchain_glibc))
 }
 
-/// The local builder of a baseline from the lock: current and present.
 /// The image a build will run in, before it is checked.
 struct Chosen {
     reference: String,
@@ -326,6 +325,7 @@ async fn local_or_make(
     }
 }
 
+/// The local builder of a baseline from the lock: current and present.
 async fn locked_local(
     engine: &Engine,
     catalog: &Catalog,
