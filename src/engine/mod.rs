@@ -158,6 +158,9 @@ pub enum EngineError {
     #[error("engine at {endpoint} did not answer within {}s", timeout.as_secs())]
     Timeout { endpoint: String, timeout: Duration },
 
+    #[error("engine at {endpoint} answered /_ping but not /version within {}s", timeout.as_secs())]
+    Unresponsive { endpoint: String, timeout: Duration },
+
     #[error("image {reference} is not present and could not be pulled: {reason}")]
     ImageUnavailable {
         reference: String,
@@ -222,6 +225,11 @@ impl EngineError {
             EngineError::NotReachable { .. } | EngineError::Connect { .. } | EngineError::Timeout { .. } => Some(
                 "start an engine (`systemctl start docker`, `dockerd &`, or `podman system service --time=0 &`) \
                  or point hermetic at one with --engine-socket, DOCKER_HOST or CONTAINER_HOST"
+                    .into(),
+            ),
+            EngineError::Unresponsive { .. } => Some(
+                "the engine is running but overloaded or stuck: check its log (`journalctl -u \
+                 docker`, Podman's service log) and try again"
                     .into(),
             ),
             EngineError::PermissionDenied { .. } => Some(
