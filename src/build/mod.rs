@@ -53,6 +53,8 @@ pub struct BuildContext<'a> {
 /// The result of a whole build.
 #[derive(Debug, Clone, Serialize)]
 pub struct BuildReport {
+    /// The engine the build ran on (kind, version, endpoint).
+    pub engine: crate::engine::EngineInfo,
     pub name: String,
     pub version: String,
     pub out_dir: PathBuf,
@@ -129,6 +131,7 @@ async fn run_targets(
         output::publish(staging.path(), &plan.out_dir, &published)?;
     }
     Ok(BuildReport {
+        engine: engine.info(),
         name: plan.name.clone(),
         version: plan.version.clone(),
         out_dir: plan.out_dir.clone(),
