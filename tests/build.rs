@@ -782,12 +782,13 @@ async fn glibc_guard_refuses_a_newer_builder() {
         return;
     };
     let bullseye = common::builder_image(&engine, "2.31").await;
-    // The catalog's 2.28 builder is upstream; with no registry it cannot be
-    // had, and the error says how to make a local one.
-    let out = hermetic(&["exec", "--glibc", "2.28", "--", "true"]);
+    // The catalog's 2.34 builder is upstream only (2.28 also has a local
+    // toolchain builder to fall back on, see tests/toolchain.rs); with no
+    // registry it cannot be had, and the error says how to make a local one.
+    let out = hermetic(&["exec", "--glibc", "2.34", "--", "true"]);
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(2), "{}", text(&out));
-    assert!(stderr.contains("manylinux_2_28"), "{stderr}");
+    assert!(stderr.contains("manylinux_2_34"), "{stderr}");
     assert!(stderr.contains("hermetic images build --glibc"), "{stderr}");
     // Forcing the bullseye builder onto 2.28: refused, naming both versions.
     let out = hermetic(&[
