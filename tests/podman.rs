@@ -216,7 +216,13 @@ async fn podman_builds_the_same_bytes_as_docker_and_cleans_up() {
     assert_eq!(external(), before, "the image build left containers behind");
     podman.remove_unused_image(&tag).await.unwrap();
 
-    // The builder setup copied over keeps Docker's image ID.
+    // The builder setup copied over (`docker save | podman load`) keeps
+    // Docker's image ID; `images build` on Podman finds it under its
+    // inputs-hash tag instead of compiling CPython, and locks it there.
+    let adopt = hermetic(true, &["images", "build", "--glibc", "2.31", "--json"]);
+    assert!(adopt.status.success(), "{}", text(&adopt));
+    let adopted: serde_json::Value = serde_json::from_slice(&adopt.stdout).unwrap();
+    assert_eq!(adopted[0]["cached"], true, "{adopted:#}");
     let list = hermetic(true, &["images", "list", "--json"]);
     let rows: serde_json::Value = serde_json::from_slice(&list.stdout).unwrap();
     let builder = rows
