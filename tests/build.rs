@@ -10,27 +10,17 @@
 
 mod common;
 
+use common::{repo, text};
+
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
-
-fn repo() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-}
 
 fn hermetic(args: &[&str]) -> Output {
     Command::new(common::hermetic_bin())
         .args(args)
         .output()
         .expect("run hermetic")
-}
-
-fn text(out: &Output) -> String {
-    format!(
-        "stdout:\n{}\nstderr:\n{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    )
 }
 
 /// Needles that must appear in no file of a finished bundle (the builder's

@@ -11,7 +11,9 @@
 
 mod common;
 
-use std::path::{Path, PathBuf};
+use common::{repo, text};
+
+use std::path::Path;
 use std::process::{Command, Output};
 
 /// The fixture's CPython, where manylinux puts it.
@@ -24,18 +26,6 @@ const BUILD_PATHS: &[&str] = &[
     "/hermetic/work",
     "/hermetic/inputs",
 ];
-
-fn repo() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-}
-
-fn text(out: &Output) -> String {
-    format!(
-        "stdout:\n{}\nstderr:\n{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    )
-}
 
 /// The loopback registry serving the fixture; stopped when dropped.
 struct Registry {

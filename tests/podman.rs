@@ -11,7 +11,9 @@
 
 mod common;
 
-use std::path::{Path, PathBuf};
+use common::{repo, text};
+
+use std::path::Path;
 use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
@@ -49,18 +51,6 @@ async fn podman_or_skip(test: &str) -> Option<Engine> {
             None
         }
     }
-}
-
-fn repo() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-}
-
-fn text(out: &Output) -> String {
-    format!(
-        "stdout:\n{}\nstderr:\n{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    )
 }
 
 /// hermetic against Podman (`on_podman`) or the default (Docker) engine.

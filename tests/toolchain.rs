@@ -12,20 +12,10 @@
 
 mod common;
 
-use std::path::{Path, PathBuf};
+use common::{repo, text};
+
+use std::path::Path;
 use std::process::{Command, Output};
-
-fn repo() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-}
-
-fn text(out: &Output) -> String {
-    format!(
-        "stdout:\n{}\nstderr:\n{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    )
-}
 
 fn hermetic(args: &[&str]) -> Output {
     Command::new(common::hermetic_bin())

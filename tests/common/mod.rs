@@ -18,6 +18,20 @@ use tokio::sync::Mutex;
 /// Serialises image builds across the tests of one binary.
 static IMAGE_LOCK: OnceLock<Mutex<()>> = OnceLock::new();
 
+/// The repository's root (recipes, fixtures).
+pub fn repo() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+/// A finished command's stdout and stderr, for assertion messages.
+pub fn text(out: &std::process::Output) -> String {
+    format!(
+        "stdout:\n{}\nstderr:\n{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    )
+}
+
 /// Connects to the engine, or returns `None` (after a loud message) when
 /// there is none and we are not in CI.
 pub async fn engine_or_skip(test: &str) -> Option<Engine> {
