@@ -406,16 +406,7 @@ async fn gc_removes_leftovers_of_killed_processes_but_not_live_ones() {
         .spawn()
         .unwrap();
     let build_id = format!("exec-{}", child.id());
-    let deadline = Instant::now() + Duration::from_secs(60);
-    while engine
-        .labelled_containers(Some(&build_id))
-        .await
-        .unwrap()
-        .is_empty()
-    {
-        assert!(Instant::now() < deadline, "no labelled container appeared");
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
+    common::wait_for_labelled(&engine, &build_id, Duration::from_secs(60)).await;
     tokio::time::sleep(Duration::from_millis(1500)).await;
     // Live: gc keeps it.
     gc_json(&[]);

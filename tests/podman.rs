@@ -349,19 +349,7 @@ async fn podman_builds_the_same_bytes_as_docker_and_cleans_up() {
         .spawn()
         .unwrap();
     let build_id = format!("exec-{}", child.id());
-    let deadline = Instant::now() + Duration::from_secs(90);
-    while podman
-        .labelled_containers(Some(&build_id))
-        .await
-        .unwrap()
-        .is_empty()
-    {
-        assert!(
-            Instant::now() < deadline,
-            "no labelled container appeared on Podman"
-        );
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
+    common::wait_for_labelled(&podman, &build_id, Duration::from_secs(90)).await;
     child.kill().unwrap();
     child.wait().unwrap();
     let gc = hermetic(true, &["gc", "--json"]);

@@ -32,6 +32,24 @@ pub fn text(out: &std::process::Output) -> String {
     )
 }
 
+/// Waits until a container labelled with `build_id` exists on `engine`;
+/// fails the test after `within`.
+pub async fn wait_for_labelled(engine: &Engine, build_id: &str, within: std::time::Duration) {
+    let deadline = std::time::Instant::now() + within;
+    while engine
+        .labelled_containers(Some(build_id))
+        .await
+        .unwrap()
+        .is_empty()
+    {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no container labelled {build_id} appeared within {within:?}"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    }
+}
+
 /// Connects to the engine, or returns `None` (after a loud message) when
 /// there is none and we are not in CI.
 pub async fn engine_or_skip(test: &str) -> Option<Engine> {
