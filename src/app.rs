@@ -8,6 +8,7 @@ use crate::builder;
 use crate::catalog;
 use crate::engine::{self, ConnectOptions, ContainerSpec, Engine, ExecSpec, Network};
 use crate::glibc::Glibc;
+use crate::term::shown;
 use crate::{Error, Outcome, Result};
 
 /// Settings every command shares.
@@ -107,7 +108,7 @@ pub async fn build(global: &GlobalSettings, s: BuildCommandSettings) -> Result<O
                 )?;
                 if !smoke.passed {
                     for line in &smoke.stdout_tail {
-                        crate::outln!("  | {line}")?;
+                        crate::outln!("  | {}", shown(line))?;
                     }
                 }
             }
@@ -389,7 +390,7 @@ pub async fn verify(global: &GlobalSettings, s: VerifySettings) -> Result<Outcom
     } else {
         for o in &report.outputs {
             let verdict = if o.ok { "ok" } else { "MISMATCH" };
-            crate::outln!("{verdict:<9} {}", o.name)?;
+            crate::outln!("{verdict:<9} {}", shown(&o.name))?;
             if !o.ok {
                 crate::outln!("          expected sha256 {}", o.expected_sha256)?;
                 crate::outln!(
@@ -404,11 +405,11 @@ pub async fn verify(global: &GlobalSettings, s: VerifySettings) -> Result<Outcom
                     .map(|f| format!("{} bytes, sha256 {}", f.size, f.sha256))
                     .unwrap_or_else(|| "absent".into())
             };
-            crate::outln!("differs   {}: {}", d.archive, d.path)?;
+            crate::outln!("differs   {}: {}", shown(&d.archive), shown(&d.path))?;
             crate::outln!("          expected {}", show(&d.expected))?;
             crate::outln!("          rebuilt  {}", show(&d.actual))?;
             for line in &d.detail {
-                crate::outln!("          {line}")?;
+                crate::outln!("          {}", shown(line))?;
             }
         }
         crate::outln!(
@@ -494,12 +495,13 @@ pub async fn images_list(global: &GlobalSettings, json: bool) -> Result<Outcome>
                 format!("{what}  [from {}]", r.origin)
             };
             crate::outln!(
-                "{:<8} {:<6} {:<10} {:<9} {:<8} {what}",
+                "{:<8} {:<6} {:<10} {:<9} {:<8} {}",
                 r.role,
                 r.glibc.to_string(),
                 source,
                 r.suite.as_deref().unwrap_or("-"),
-                present
+                present,
+                shown(&what)
             )?;
         }
         if !fallbacks.is_empty() {

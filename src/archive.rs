@@ -93,10 +93,13 @@ pub enum ArchiveError {
     FileChanged { path: PathBuf, expected: u64 },
 
     /// A hostile or unsupported entry in a tar stream being unpacked.
-    #[error("refusing tar entry `{entry}`: {reason}")]
+    #[error("refusing tar entry `{}`: {reason}", crate::term::shown(entry))]
     UnsafeEntry { entry: String, reason: UnsafeReason },
     /// The tar stream being unpacked is larger than allowed.
-    #[error("tar stream exceeds the size limit of {limit} bytes at entry `{entry}`")]
+    #[error(
+        "tar stream exceeds the size limit of {limit} bytes at entry `{}`",
+        crate::term::shown(entry)
+    )]
     SizeLimit { entry: String, limit: u64 },
     /// An archive whose bytes could not be read or decoded (a corrupt
     /// deflate stream, a bad gzip CRC-32 or size, a bad zstd checksum, a

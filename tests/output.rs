@@ -136,3 +136,102 @@ fn a_closed_stderr_is_not_a_crash() {
 fn short(bytes: &[u8]) -> String {
     String::from_utf8_lossy(&bytes[..bytes.len().min(2000)]).into_owned()
 }
+
+/// A name that, printed raw, wipes the line and writes a verdict over it,
+/// then reverses the rest (U+202E) and rings the bell.
+const HOSTILE: &str = "lib\r\x1b[2Kverified: identical\x1b[0m\u{202e}os.\x07";
+
+/// True when `text` holds a character that drives a terminal.
+fn has_raw_controls(text: &str) -> bool {
+    text.chars()
+        .any(|c| (c.is_control() && c != '\n' && c != '\t') || c == '\u{202e}')
+}
+
+/// A plain tar of `(raw name, contents)` entries, names written as bytes.
+fn raw_tar(entries: &[(&[u8], &[u8])]) -> Vec<u8> {
+    let mut out = Vec::new();
+    for (name, data) in entries {
+        let mut h = tar::Header::new_gnu();
+        h.as_gnu_mut().unwrap().name[..name.len()].copy_from_slice(name);
+        h.set_size(data.len() as u64);
+        h.set_mode(0o644);
+        h.set_entry_type(tar::EntryType::Regular);
+        h.set_cksum();
+        out.extend_from_slice(h.as_bytes());
+        out.extend_from_slice(data);
+        out.resize(out.len().next_multiple_of(512), 0);
+    }
+    out.extend_from_slice(&[0; 1024]);
+    out
+}
+
+fn run(args: &[&std::ffi::OsStr]) -> Output {
+    Command::new(common::hermetic_bin())
+        .args(args)
+        .env("HERMETIC_HOME", tempfile::tempdir().unwrap().keep())
+        .output()
+        .unwrap()
+}
+
+#[test]
+fn names_from_archives_and_trees_are_shown_escaped() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut junk = b"\x7fELF".to_vec();
+    junk.resize(64, 0);
+
+    // audit of an archive: the finding names the entry, escaped.
+    let archive = dir.path().join("bundle.tar");
+    let name = format!("{HOSTILE}.so");
+    fs_err::write(&archive, raw_tar(&[(name.as_bytes(), &junk)])).unwrap();
+    let out = run(&[
+        "audit".as_ref(),
+        archive.as_os_str(),
+        "--glibc".as_ref(),
+        "2.31".as_ref(),
+    ]);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(!has_raw_controls(&stdout), "raw controls in: {stdout:?}");
+    assert!(
+        stdout.contains("lib\\r\\x1b[2Kverified: identical"),
+        "{stdout:?}"
+    );
+    assert!(stdout.contains("\\u{202e}"), "{stdout:?}");
+
+    // --json stays exact: the name decodes back to what the archive holds.
+    let out = run(&[
+        "audit".as_ref(),
+        archive.as_os_str(),
+        "--glibc".as_ref(),
+        "2.31".as_ref(),
+        "--json".as_ref(),
+    ]);
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert!(
+        report.to_string().contains("\\u001b[2Kverified"),
+        "{report}"
+    );
+
+    // An unpack refusal names the entry escaped (newline included).
+    let refused = dir.path().join("refused.tar");
+    let name = format!("/{HOSTILE}\nverified: identical");
+    fs_err::write(&refused, raw_tar(&[(name.as_bytes(), b"x")])).unwrap();
+    let out = run(&["sbom".as_ref(), refused.as_os_str()]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert!(!has_raw_controls(&stderr), "raw controls in: {stderr:?}");
+    assert!(
+        !stderr.lines().any(|l| l.starts_with("verified")),
+        "a line of its own from the entry name: {stderr:?}"
+    );
+
+    // verify --checksums lists names from SHA256SUMS.
+    let release = dir.path().join("release");
+    release_dir(&release, &["app\x1b[2K\u{202e}zg.rat.tar.gz"]);
+    let out = run(&[
+        "verify".as_ref(),
+        "--checksums".as_ref(),
+        release.as_os_str(),
+    ]);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(!has_raw_controls(&stdout), "raw controls in: {stdout:?}");
+}
