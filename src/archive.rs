@@ -573,7 +573,7 @@ fn pax_size(data: &[u8]) -> Option<u64> {
     text.lines()
         .filter_map(|record| record.split_once(' ').map(|(_, kv)| kv))
         .filter_map(|kv| kv.strip_prefix("size="))
-        .last()
+        .next_back()
         .and_then(|n| n.parse().ok())
 }
 
