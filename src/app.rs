@@ -2,14 +2,13 @@
 //! prints results (text for people, `--json` for machines) on stdout.
 //! Logs and progress go to stderr.
 
-use std::io::Write;
-
 use serde::Serialize;
 
 use crate::builder;
 use crate::catalog;
 use crate::engine::{self, ConnectOptions, ContainerSpec, Engine, ExecSpec, Network};
 use crate::glibc::Glibc;
+use crate::term::shown;
 use crate::{Error, Outcome, Result};
 
 /// Settings every command shares.
@@ -62,21 +61,21 @@ pub async fn build(global: &GlobalSettings, s: BuildCommandSettings) -> Result<O
             print_json(&plan)?;
         } else {
             for t in &plan.targets {
-                println!(
+                crate::outln!(
                     "{} {} for glibc {} -> {}",
                     plan.name,
                     plan.version,
                     t.glibc,
                     plan.out_dir.join(&t.archive_name).display()
-                );
+                )?;
                 for (i, step) in t.steps.iter().enumerate() {
                     let net = if step.network { "network" } else { "offline" };
-                    println!(
+                    crate::outln!(
                         "  {:>2}. [{:<6} {net:<7}] {}",
                         i + 1,
                         step.phase,
                         step.description
-                    );
+                    )?;
                 }
             }
         }
@@ -88,33 +87,37 @@ pub async fn build(global: &GlobalSettings, s: BuildCommandSettings) -> Result<O
         print_json(&report)?;
     } else {
         let e = &report.engine;
-        eprintln!("engine: {} {} at {}", e.kind, e.server_version, e.endpoint);
+        crate::errln!("engine: {} {} at {}", e.kind, e.server_version, e.endpoint)?;
         for t in &report.targets {
             let how = if t.cached { " (cached)" } else { "" };
-            println!("{}{how}", report.out_dir.join(&t.archive).display());
-            println!(
+            crate::outln!("{}{how}", report.out_dir.join(&t.archive).display())?;
+            crate::outln!(
                 "  sha256 {}  {} bytes, {} vendored libraries",
-                t.sha256, t.size, t.vendored_libs
-            );
-            println!("  record {}, provenance {}", t.record, t.provenance);
+                t.sha256,
+                t.size,
+                t.vendored_libs
+            )?;
+            crate::outln!("  record {}, provenance {}", t.record, t.provenance)?;
             if let Some(smoke) = &t.smoke {
                 let verdict = if smoke.passed { "passed" } else { "FAILED" };
-                println!(
+                crate::outln!(
                     "  smoke on {} at {:?}: {verdict} (exit {})",
-                    smoke.suite, smoke.path, smoke.exit_code
-                );
+                    smoke.suite,
+                    smoke.path,
+                    smoke.exit_code
+                )?;
                 if !smoke.passed {
                     for line in &smoke.stdout_tail {
-                        println!("  | {line}");
+                        crate::outln!("  | {}", shown(line))?;
                     }
                 }
             }
         }
         if !report.passed {
-            eprintln!(
+            crate::errln!(
                 "error: the smoke test failed; nothing was written to {}",
                 report.out_dir.display()
-            );
+            )?;
         }
     }
     Ok(if report.passed {
@@ -136,7 +139,7 @@ pub async fn audit(path: std::path::PathBuf, glibc: Glibc, json: bool) -> Result
     if json {
         print_json(&report)?;
     } else {
-        print!("{}", report.render_text());
+        crate::term::write_stdout(report.render_text().as_bytes())?;
     }
     Ok(if report.compliant {
         Outcome::Success
@@ -161,7 +164,7 @@ pub async fn sbom(path: std::path::PathBuf, output: Option<std::path::PathBuf>) 
             fs_err::write(tmp.path(), &bytes)?;
             tmp.persist(&out).map_err(|e| e.error)?;
         }
-        None => std::io::stdout().lock().write_all(&bytes)?,
+        None => crate::term::write_stdout(&bytes)?,
     }
     Ok(Outcome::Success)
 }
@@ -182,22 +185,24 @@ pub async fn image(
     if json {
         print_json(&report)?;
     } else {
-        println!("{}:{} {}", report.name, report.tag, report.manifest_digest);
-        println!("  base {} (sha256:{})", report.base, report.base_sha256);
+        crate::outln!("{}:{} {}", report.name, report.tag, report.manifest_digest)?;
+        crate::outln!("  base {} (sha256:{})", report.base, report.base_sha256)?;
         for layer in &report.layers {
-            println!(
+            crate::outln!(
                 "  layer {:?} {} {} bytes",
-                layer.role, layer.digest, layer.size
-            );
+                layer.role,
+                layer.digest,
+                layer.size
+            )?;
         }
         if let Some(dir) = &report.oci_layout {
-            println!("  OCI layout: {}", dir.display());
+            crate::outln!("  OCI layout: {}", dir.display())?;
         }
         if let Some(id) = &report.loaded {
-            println!("  loaded: {id}");
+            crate::outln!("  loaded: {id}")?;
         }
         if let Some(pushed) = &report.pushed {
-            println!("  pushed: {}", pushed.pinned);
+            crate::outln!("  pushed: {}", pushed.pinned)?;
         }
     }
     Ok(Outcome::Success)
@@ -209,9 +214,9 @@ pub async fn push(settings: crate::oci::PushSettings, json: bool) -> Result<Outc
     if json {
         print_json(&report)?;
     } else {
-        println!("{}", report.pinned);
+        crate::outln!("{}", report.pinned)?;
         for tag in &report.tags {
-            println!("tagged {tag}");
+            crate::outln!("tagged {tag}")?;
         }
     }
     Ok(Outcome::Success)
@@ -369,7 +374,7 @@ pub async fn verify(global: &GlobalSettings, s: VerifySettings) -> Result<Outcom
             }
             let built = crate::build::run(&engine, &plan, host_ca_bundle()?).await?;
             if !built.passed {
-                eprintln!("error: the rebuild's smoke test failed");
+                crate::errln!("error: the rebuild's smoke test failed")?;
                 return Ok(Outcome::CheckFailed);
             }
             v::compare_outputs(&record, record_path, scratch.path())?
@@ -385,13 +390,13 @@ pub async fn verify(global: &GlobalSettings, s: VerifySettings) -> Result<Outcom
     } else {
         for o in &report.outputs {
             let verdict = if o.ok { "ok" } else { "MISMATCH" };
-            println!("{verdict:<9} {}", o.name);
+            crate::outln!("{verdict:<9} {}", shown(&o.name))?;
             if !o.ok {
-                println!("          expected sha256 {}", o.expected_sha256);
-                println!(
+                crate::outln!("          expected sha256 {}", o.expected_sha256)?;
+                crate::outln!(
                     "          got      {}",
                     o.actual_sha256.as_deref().unwrap_or("(missing)")
-                );
+                )?;
             }
         }
         for d in &report.differences {
@@ -400,21 +405,21 @@ pub async fn verify(global: &GlobalSettings, s: VerifySettings) -> Result<Outcom
                     .map(|f| format!("{} bytes, sha256 {}", f.size, f.sha256))
                     .unwrap_or_else(|| "absent".into())
             };
-            println!("differs   {}: {}", d.archive, d.path);
-            println!("          expected {}", show(&d.expected));
-            println!("          rebuilt  {}", show(&d.actual));
+            crate::outln!("differs   {}: {}", shown(&d.archive), shown(&d.path))?;
+            crate::outln!("          expected {}", show(&d.expected))?;
+            crate::outln!("          rebuilt  {}", show(&d.actual))?;
             for line in &d.detail {
-                println!("          {line}");
+                crate::outln!("          {}", shown(line))?;
             }
         }
-        println!(
+        crate::outln!(
             "{}",
             if report.matched {
                 "verified: identical"
             } else {
                 "NOT verified: outputs differ"
             }
-        );
+        )?;
     }
     Ok(if report.matched {
         Outcome::Success
@@ -440,11 +445,13 @@ pub async fn images_list(global: &GlobalSettings, json: bool) -> Result<Outcome>
     if json {
         print_json(&rows)?;
     } else {
-        let mut out = std::io::stdout().lock();
-        writeln!(
-            out,
+        crate::outln!(
             "{:<8} {:<6} {:<10} {:<9} {:<8} REFERENCE / IMAGE ID",
-            "ROLE", "GLIBC", "SOURCE", "SUITE", "PRESENT"
+            "ROLE",
+            "GLIBC",
+            "SOURCE",
+            "SUITE",
+            "PRESENT"
         )?;
         let mut fallbacks = Vec::new();
         for r in &rows {
@@ -487,19 +494,18 @@ pub async fn images_list(global: &GlobalSettings, json: bool) -> Result<Outcome>
             } else {
                 format!("{what}  [from {}]", r.origin)
             };
-            writeln!(
-                out,
-                "{:<8} {:<6} {:<10} {:<9} {:<8} {what}",
+            crate::outln!(
+                "{:<8} {:<6} {:<10} {:<9} {:<8} {}",
                 r.role,
                 r.glibc.to_string(),
                 source,
                 r.suite.as_deref().unwrap_or("-"),
-                present
+                present,
+                shown(&what)
             )?;
         }
         if !fallbacks.is_empty() {
-            writeln!(
-                out,
+            crate::outln!(
                 "glibc {0}: the upstream builder is the default; when no registry answers, the \
                  local one is used (a toolchain builder: zig targeting that glibc; made on first \
                  use, or `hermetic images build --glibc {0}`)",
@@ -545,14 +551,14 @@ pub async fn images_build(
     } else {
         for r in rows {
             let how = if r.image.cached { "cached" } else { "built" };
-            println!(
+            crate::outln!(
                 "{} {}: {} {} ({how}, {:.1}s)",
                 r.kind,
                 r.name,
                 r.image.tag,
                 r.image.image_id,
                 r.image.elapsed_ms as f64 / 1000.0
-            );
+            )?;
         }
     }
     Ok(Outcome::Success)
@@ -640,24 +646,24 @@ pub async fn gc(global: &GlobalSettings, all: bool, images: bool, json: bool) ->
     if json {
         print_json(&report)?;
     } else {
-        println!("removed {} container(s)", report.removed.len());
+        crate::outln!("removed {} container(s)", report.removed.len())?;
         if !report.skipped_live.is_empty() {
-            println!(
+            crate::outln!(
                 "kept {} container(s) of hermetic processes still running (--all removes them too)",
                 report.skipped_live.len()
-            );
+            )?;
         }
         if images {
-            println!(
+            crate::outln!(
                 "removed {} derived builder image(s)",
                 report.removed_images.len()
-            );
+            )?;
             if !report.kept_images_in_use.is_empty() {
-                println!(
+                crate::outln!(
                     "kept {} derived builder image(s) that containers use: {}",
                     report.kept_images_in_use.len(),
                     report.kept_images_in_use.join(", ")
-                );
+                )?;
             }
         }
     }
@@ -710,9 +716,143 @@ pub async fn interrupted(signal: i32) -> Error {
     Error::Interrupted { signal }
 }
 
+/// Runs one command under the guard every run of the binary has: it ends
+/// early on SIGINT/SIGTERM ([`interrupted`]), when stdout or stderr is
+/// found closed ([`crate::term::closed`]: `hermetic … | head`), and when
+/// the command panics; and whichever way it ended, every container this
+/// process made and has not removed yet is removed before it returns, so
+/// that no container outlives hermetic.
+pub async fn run_guarded<F>(command: F) -> Result<Outcome>
+where
+    F: std::future::Future<Output = Result<Outcome>>,
+{
+    use futures_util::FutureExt;
+    // The command is dropped (and its work abandoned) on every early exit;
+    // nothing it shares with the cleanup below is left half-updated by a
+    // panic (the container registry is a Mutex, taken only briefly).
+    let command = std::panic::AssertUnwindSafe(command).catch_unwind();
+    let result = tokio::select! {
+        result = command => result.unwrap_or(Err(Error::Panicked)),
+        signal = shutdown_signal() => return Err(interrupted(signal).await),
+        stream = crate::term::closed() => Err(Error::OutputClosed { stream }),
+    };
+    let removed = engine::cleanup_live_containers().await;
+    if removed > 0 {
+        tracing::warn!(removed, "removed hermetic's containers left at exit");
+    }
+    result
+}
+
+/// Prints `value` as pretty JSON on stdout. JSON escapes control
+/// characters itself, so names are written exactly, not through
+/// [`crate::term::shown`].
 fn print_json<T: Serialize + ?Sized>(value: &T) -> Result<()> {
-    let mut out = std::io::stdout().lock();
-    serde_json::to_writer_pretty(&mut out, value).map_err(std::io::Error::other)?;
-    writeln!(out)?;
-    Ok(())
+    let mut bytes = serde_json::to_vec_pretty(value).map_err(std::io::Error::other)?;
+    bytes.push(b'\n');
+    crate::term::write_stdout(&bytes)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::io::{BufRead, BufReader, Read, Write};
+    use std::os::unix::net::UnixListener;
+    use std::sync::{Arc, Mutex};
+
+    /// Just enough of the Docker API on a Unix socket for a container to be
+    /// created, started and removed; records each request line.
+    fn fake_docker(socket: &std::path::Path) -> Arc<Mutex<Vec<String>>> {
+        let seen = Arc::new(Mutex::new(Vec::new()));
+        let listener = UnixListener::bind(socket).unwrap();
+        let log = seen.clone();
+        std::thread::spawn(move || {
+            for conn in listener.incoming() {
+                let Ok(conn) = conn else { return };
+                let log = log.clone();
+                std::thread::spawn(move || serve(conn, &log));
+            }
+        });
+        seen
+    }
+
+    fn serve(conn: std::os::unix::net::UnixStream, log: &Mutex<Vec<String>>) {
+        let mut reader = BufReader::new(conn.try_clone().unwrap());
+        let mut conn = conn;
+        loop {
+            let mut request = String::new();
+            if reader.read_line(&mut request).unwrap_or(0) == 0 {
+                return;
+            }
+            let mut length = 0usize;
+            loop {
+                let mut line = String::new();
+                reader.read_line(&mut line).unwrap();
+                if line == "\r\n" {
+                    break;
+                }
+                if let Some(v) = line.to_ascii_lowercase().strip_prefix("content-length:") {
+                    length = v.trim().parse().unwrap();
+                }
+            }
+            let mut body = vec![0; length];
+            reader.read_exact(&mut body).unwrap();
+            let request = request.trim().to_string();
+            log.lock().unwrap().push(request.clone());
+            let (status, body) = if request.contains("/_ping") {
+                ("200 OK", "OK".to_string())
+            } else if request.contains("/version") {
+                (
+                    "200 OK",
+                    r#"{"Version":"99.0","ApiVersion":"1.47","MinAPIVersion":"1.24"}"#.into(),
+                )
+            } else if request.contains("/containers/create") {
+                ("201 Created", r#"{"Id":"c0ffee","Warnings":[]}"#.into())
+            } else {
+                ("204 No Content", String::new())
+            };
+            let response = format!(
+                "HTTP/1.1 {status}\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
+                body.len()
+            );
+            if conn.write_all(response.as_bytes()).is_err() {
+                return;
+            }
+        }
+    }
+
+    /// A panic in the middle of a command still removes the container it
+    /// made: the run guard catches the unwind and sweeps the registry.
+    #[tokio::test]
+    async fn a_panic_still_removes_the_containers() {
+        let dir = tempfile::tempdir().unwrap();
+        let socket = dir.path().join("docker.sock");
+        let seen = fake_docker(&socket);
+        let global = GlobalSettings {
+            engine_socket: Some(format!("unix://{}", socket.display())),
+            verbose: 0,
+        };
+        let result = run_guarded(async {
+            let engine = connect(&global).await?;
+            let _container = engine
+                .create_container(&ContainerSpec {
+                    image: "sha256:00".into(),
+                    build_id: "panic-test".into(),
+                    role: "build".into(),
+                    network: Network::None,
+                    hardened: true,
+                    env: vec![],
+                    user: None,
+                })
+                .await?;
+            panic!("a bug in the middle of a build");
+        })
+        .await;
+        assert!(matches!(result, Err(Error::Panicked)), "{result:?}");
+        let seen = seen.lock().unwrap();
+        assert!(
+            seen.iter()
+                .any(|r| r.starts_with("DELETE") && r.contains("/containers/c0ffee")),
+            "the container was not removed: {seen:?}"
+        );
+    }
 }

@@ -93,10 +93,13 @@ pub enum ArchiveError {
     FileChanged { path: PathBuf, expected: u64 },
 
     /// A hostile or unsupported entry in a tar stream being unpacked.
-    #[error("refusing tar entry `{entry}`: {reason}")]
+    #[error("refusing tar entry `{}`: {reason}", crate::term::shown(entry))]
     UnsafeEntry { entry: String, reason: UnsafeReason },
     /// The tar stream being unpacked is larger than allowed.
-    #[error("tar stream exceeds the size limit of {limit} bytes at entry `{entry}`")]
+    #[error(
+        "tar stream exceeds the size limit of {limit} bytes at entry `{}`",
+        crate::term::shown(entry)
+    )]
     SizeLimit { entry: String, limit: u64 },
     /// An archive whose bytes could not be read or decoded (a corrupt
     /// deflate stream, a bad gzip CRC-32 or size, a bad zstd checksum, a
@@ -249,7 +252,15 @@ pub fn unpack_archive(
     max_bytes: u64,
 ) -> Result<UnpackSummary, ArchiveError> {
     let mut reader = open_archive(path)?;
-    let summary = unpack_safe(&mut reader, dest, max_bytes)?;
+    let summary = unpack_safe(&mut reader, dest, max_bytes).map_err(|e| match e {
+        // The tar reader's words for a stream that stops inside an entry
+        // ("unexpected EOF during skip") name no archive.
+        ArchiveError::Io(e) if reader.cut_short() => ArchiveError::Corrupt {
+            path: path.to_owned(),
+            reason: format!("truncated: {e}"),
+        },
+        e => e,
+    })?;
     reader.finish()?;
     Ok(summary)
 }
@@ -301,6 +312,10 @@ pub struct ArchiveReader {
     decoder: Decoder,
     /// Bytes of the tar stream read so far.
     tar_bytes: u64,
+    /// Where the tar stream's blocks are, to tell its end from a cut.
+    blocks: TarBlocks,
+    /// A read found the end of the data.
+    at_eof: bool,
 }
 
 impl ArchiveReader {
@@ -329,6 +344,8 @@ impl ArchiveReader {
             format,
             decoder,
             tar_bytes: 0,
+            blocks: TarBlocks::default(),
+            at_eof: false,
         })
     }
 
@@ -342,12 +359,20 @@ impl ArchiveReader {
         self.format
     }
 
+    /// True when the data ran out before the tar stream's end-of-archive
+    /// marker: whatever error the tar reader gave, the archive is cut.
+    pub fn cut_short(&self) -> bool {
+        self.at_eof && !self.blocks.ended()
+    }
+
     fn read_raw(&mut self, buf: &mut [u8]) -> io::Result<usize> {
         let n = match &mut self.decoder {
             Decoder::Gzip(d) => d.read(buf)?,
             Decoder::Zstd(d) => d.read(buf)?,
             Decoder::Tar(d) => d.read(buf)?,
         };
+        self.blocks.feed(&buf[..n]);
+        self.at_eof |= n == 0 && !buf.is_empty();
         self.tar_bytes += n as u64;
         Ok(n)
     }
@@ -381,6 +406,18 @@ impl ArchiveReader {
         }
         if self.tar_bytes == 0 {
             return Err(corrupt(&self.path, "it is empty, not a tar archive".into()));
+        }
+        // A tar reader takes the end of the data for the end of the archive,
+        // so a plain tar cut at a block boundary would pass for a whole one.
+        if !self.blocks.ended() {
+            return Err(corrupt(
+                &self.path,
+                format!(
+                    "truncated: the tar stream stops after {} bytes, without the two zero \
+                     blocks that end an archive",
+                    self.tar_bytes
+                ),
+            ));
         }
         // Nothing after the compressed stream.
         let rest = match &mut self.decoder {
@@ -425,6 +462,119 @@ impl std::fmt::Debug for ArchiveReader {
             .field("tar_bytes", &self.tar_bytes)
             .finish()
     }
+}
+
+/// Follows a tar stream's 512-byte blocks as it is read, whoever reads it
+/// (the tar crate, or a plain copy), to see whether it reaches the
+/// end-of-archive marker: two all-zero header blocks. Entry sizes come from
+/// each header (octal or GNU base-256) and from a PAX `size=` record. A GNU
+/// sparse entry, whose extension blocks it does not follow, makes it stop
+/// judging (and [`ended`](Self::ended) true): hermetic refuses those entries
+/// when unpacking anyway.
+#[derive(Debug, Default)]
+struct TarBlocks {
+    /// Offset in the tar stream of the next byte fed.
+    at: u64,
+    /// Offset of the next header block.
+    next_header: u64,
+    /// The header block being gathered.
+    header: Vec<u8>,
+    /// The data of a PAX extended header being gathered, and where it ends.
+    pax: Option<(Vec<u8>, u64)>,
+    /// A size a PAX record gave for the next entry.
+    pax_size: Option<u64>,
+    /// Consecutive zero header blocks just seen.
+    zero_blocks: u8,
+    /// The marker was seen, or the stream cannot be followed.
+    done: bool,
+}
+
+/// PAX extended headers larger than this are not gathered (real ones hold
+/// a few names and times).
+const PAX_LIMIT: u64 = 1 << 20;
+
+impl TarBlocks {
+    fn ended(&self) -> bool {
+        self.done
+    }
+
+    fn feed(&mut self, mut data: &[u8]) {
+        while !data.is_empty() && !self.done {
+            if self.at < self.next_header {
+                let skip = (self.next_header - self.at).min(data.len() as u64) as usize;
+                if let Some((pax, end)) = &mut self.pax {
+                    let keep = end.saturating_sub(self.at).min(skip as u64) as usize;
+                    pax.extend_from_slice(&data[..keep]);
+                }
+                self.at += skip as u64;
+                data = &data[skip..];
+                continue;
+            }
+            if let Some((pax, _)) = self.pax.take() {
+                self.pax_size = pax_size(&pax);
+            }
+            let take = (512 - self.header.len()).min(data.len());
+            self.header.extend_from_slice(&data[..take]);
+            self.at += take as u64;
+            data = &data[take..];
+            if self.header.len() == 512 {
+                let header = std::mem::take(&mut self.header);
+                self.header_block(&header);
+            }
+        }
+    }
+
+    fn header_block(&mut self, h: &[u8]) {
+        self.next_header += 512;
+        if h.iter().all(|&b| b == 0) {
+            self.zero_blocks += 1;
+            self.done = self.zero_blocks >= 2;
+            return;
+        }
+        self.zero_blocks = 0;
+        let typeflag = h[156];
+        let Some(size) = self.pax_size.take().or_else(|| header_size(&h[124..136])) else {
+            // A size no reader could use: the tar reader reports it.
+            self.done = true;
+            return;
+        };
+        if typeflag == b'S' {
+            self.done = true;
+            return;
+        }
+        let start = self.next_header;
+        self.next_header = start.saturating_add(size.div_ceil(512).saturating_mul(512));
+        if typeflag == b'x' && size <= PAX_LIMIT {
+            self.pax = Some((Vec::new(), start + size));
+        }
+    }
+}
+
+/// The size field of a tar header: octal digits, or GNU base-256.
+fn header_size(field: &[u8]) -> Option<u64> {
+    if field[0] & 0x80 != 0 {
+        return field[1..]
+            .iter()
+            .try_fold(u64::from(field[0] & 0x7f), |n, &b| {
+                n.checked_mul(256).map(|n| n | u64::from(b))
+            });
+    }
+    let digits = std::str::from_utf8(field).ok()?;
+    let digits = digits.trim_matches(|c: char| c == '\0' || c == ' ');
+    if digits.is_empty() {
+        return Some(0);
+    }
+    u64::from_str_radix(digits, 8).ok()
+}
+
+/// The `size` a PAX extended header's records give (`<len> size=<n>\n`).
+fn pax_size(data: &[u8]) -> Option<u64> {
+    let text = String::from_utf8_lossy(data);
+    text.lines()
+        .filter_map(|record| record.split_once(' ').map(|(_, kv)| kv))
+        .filter_map(|kv| kv.strip_prefix("size="))
+        .next_back()
+        .and_then(|n| n.parse().ok())
 }
 
 fn decode_error(path: &Path, format: StreamFormat, source: io::Error) -> ArchiveError {
@@ -1645,6 +1795,59 @@ mod tests {
         let mut gz = Vec::new();
         compress_tar(tar.as_slice(), &mut gz, Compression::Gzip).unwrap();
         assert_refused("hidden.tar.gz", &gz, "after the tar end-of-archive marker");
+    }
+
+    #[test]
+    fn a_plain_tar_cut_at_a_block_boundary_is_refused() {
+        let (tar, _) = archive_bytes(Compression::None);
+        assert_eq!(tar.len() % 512, 0);
+        // Every cut at a block boundary: inside an entry's data, between
+        // entries, and between or before the two end-of-archive blocks.
+        for blocks in 1..tar.len() / 512 {
+            let cut = &tar[..blocks * 512];
+            assert_refused("cut.tar", cut, "truncated");
+            let mut gz = Vec::new();
+            compress_tar(cut, &mut gz, Compression::Gzip).unwrap();
+            assert_refused("cut.tar.gz", &gz, "truncated");
+        }
+        let (_dir, result) = unpack_bytes("whole.tar", &tar);
+        assert_eq!(result.unwrap().files, 2);
+    }
+
+    #[test]
+    fn tar_blocks_follow_pax_sizes_and_base256_sizes() {
+        // A PAX header that gives the entry's real size (the ustar field says 0).
+        let mut tar = Vec::new();
+        let record = b"16 size=100000\n";
+        let mut pax = tar::Header::new_ustar();
+        pax.set_entry_type(tar::EntryType::XHeader);
+        pax.set_size(record.len() as u64);
+        pax.set_cksum();
+        tar.extend_from_slice(pax.as_bytes());
+        tar.extend_from_slice(record);
+        tar.resize(tar.len().next_multiple_of(512), 0);
+        let mut file = tar::Header::new_ustar();
+        file.set_path("big.bin").unwrap();
+        file.set_size(0);
+        file.set_cksum();
+        tar.extend_from_slice(file.as_bytes());
+        tar.extend(std::iter::repeat_n(1u8, 100_000));
+        tar.resize(tar.len().next_multiple_of(512), 0);
+        let whole = tar.len();
+        tar.extend_from_slice(&[0; 1024]);
+        let mut blocks = TarBlocks::default();
+        // Fed in odd chunks, as a decoder hands them out.
+        for chunk in tar[..whole].chunks(777) {
+            blocks.feed(chunk);
+        }
+        assert!(!blocks.ended(), "the data of big.bin is not the end");
+        blocks.feed(&tar[whole..]);
+        assert!(blocks.ended());
+        assert_eq!(
+            header_size(&[0x80, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1, 0]),
+            Some(256)
+        );
+        assert_eq!(header_size(b"00000001750\0"), Some(1000));
     }
 
     #[test]

@@ -2,7 +2,8 @@
 //! own `thiserror` enum, plus the process exit-code policy.
 //!
 //! Exit codes: 0 success, 1 a check failed (audit, verify, smoke), 2 usage or
-//! infrastructure error. A failed check is not an `Error`: commands return
+//! infrastructure error, 128 + signal when interrupted, 141 when stdout or
+//! stderr was closed, 101 after a panic. A failed check is not an `Error`: commands return
 //! [`Outcome::CheckFailed`] for it, so that the error path stays reserved for
 //! "hermetic could not do its job".
 
@@ -53,6 +54,14 @@ pub enum Error {
     /// SIGINT or SIGTERM arrived; hermetic's containers were removed.
     #[error("interrupted by signal {signal}; removed hermetic's containers")]
     Interrupted { signal: i32 },
+    /// The reader of stdout or stderr went away (`hermetic … | head`):
+    /// the run ended there, and hermetic's containers were removed.
+    #[error("{stream} was closed; stopped and removed hermetic's containers")]
+    OutputClosed { stream: crate::term::Stream },
+    /// A bug: hermetic panicked (the panic message is above); its
+    /// containers were removed.
+    #[error("hermetic panicked (a bug); removed its containers")]
+    Panicked,
 }
 
 impl Error {
@@ -70,11 +79,15 @@ impl Error {
         }
     }
 
-    /// The process exit code: 128 + signal after an interrupt, else 2
-    /// (infrastructure or usage error).
+    /// The process exit code: 128 + signal after an interrupt, 141 (128 +
+    /// SIGPIPE, what a process killed by SIGPIPE gives) when stdout or
+    /// stderr was closed, 101 after a panic (Rust's own code for one), else
+    /// 2 (infrastructure or usage error).
     pub fn exit_code(&self) -> u8 {
         match self {
             Error::Interrupted { signal } => 128u8.saturating_add(*signal as u8),
+            Error::OutputClosed { .. } => 128 + libc::SIGPIPE as u8,
+            Error::Panicked => 101,
             _ => 2,
         }
     }

@@ -27,6 +27,7 @@ pub mod purl;
 pub mod recipe;
 pub mod sbom;
 pub mod shell;
+pub mod term;
 pub mod verify;
 
 pub use error::{Error, Outcome, Result};

@@ -1,12 +1,14 @@
 //! `hermetic` binary: parse arguments, set up tracing, start tokio, dispatch
 //! one library call per subcommand and map the result to an exit code.
-//! SIGINT/SIGTERM remove the containers this process created before exiting.
+//! SIGINT/SIGTERM, a closed stdout or stderr and a panic all remove the
+//! containers this process created before exiting ([`app::run_guarded`]).
 
 mod cli;
 
 use std::process::ExitCode;
 
 use clap::Parser;
+use hermetic::term::escape_output;
 use hermetic::{Error, Outcome, app};
 
 fn main() -> ExitCode {
@@ -22,12 +24,10 @@ fn main() -> ExitCode {
         Ok(rt) => rt,
         Err(e) => return report(Error::Io(e)),
     };
-    let result = runtime.block_on(async {
-        tokio::select! {
-            result = dispatch(cli) => result,
-            signal = app::shutdown_signal() => Err(app::interrupted(signal).await),
-        }
-    });
+    let result = runtime.block_on(app::run_guarded(dispatch(cli)));
+    // Work abandoned by an early exit (a blocking scan, a stuck request)
+    // must not hold the exit up.
+    runtime.shutdown_background();
     match result {
         Ok(Outcome::Success) => ExitCode::SUCCESS,
         Ok(Outcome::CheckFailed) => ExitCode::from(1),
@@ -69,9 +69,13 @@ async fn dispatch(cli: cli::Cli) -> hermetic::Result<Outcome> {
 }
 
 fn report(err: Error) -> ExitCode {
-    eprintln!("error: {err}");
-    if let Some(help) = err.help() {
-        eprintln!("help: {help}");
+    // A closed stream is not worth a message (nobody reads it); and an error
+    // that cannot be printed is still reported by the exit code.
+    if !matches!(err, Error::OutputClosed { .. }) {
+        let _ = hermetic::errln!("error: {}", escape_output(&err.to_string()));
+        if let Some(help) = err.help() {
+            let _ = hermetic::errln!("help: {}", escape_output(&help));
+        }
     }
     ExitCode::from(err.exit_code())
 }
@@ -84,9 +88,17 @@ fn init_tracing(verbose: u8) {
         _ => "debug",
     };
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(default));
+    // Colour only on a terminal (and not under NO_COLOR): a log written to
+    // a file or a pipe carries no ANSI codes. A closed stderr ends the run
+    // through `term::StderrLog`, not with tracing's own complaint on it.
+    use std::io::IsTerminal;
+    let ansi = std::io::stderr().is_terminal()
+        && std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty());
     tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(std::io::stderr)
+        .with_writer(hermetic::term::StderrLog)
+        .with_ansi(ansi)
+        .log_internal_errors(false)
         .with_target(false)
         .init();
 }

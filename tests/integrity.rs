@@ -337,3 +337,30 @@ fn audit_does_not_call_junk_compliant() {
         assert!(stdout.contains("NOT compliant"), "{stdout}");
     }
 }
+
+#[test]
+fn a_plain_tar_cut_at_a_block_boundary_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let (root, _) = bundle(dir.path());
+    let tar = archive(&root, dir.path(), "whole.tar", Compression::None);
+    let bytes = fs_err::read(&tar).unwrap();
+    // Without its end-of-archive blocks, and cut just after the first
+    // entries: the tar crate sees a clean end either way.
+    for (name, len) in [("no-end.tar", bytes.len() - 1024), ("cut.tar", 4 * 512)] {
+        let cut = dir.path().join(name);
+        fs_err::write(&cut, &bytes[..len]).unwrap();
+        for command in ["audit", "sbom"] {
+            let mut args: Vec<&std::ffi::OsStr> = vec![command.as_ref(), cut.as_os_str()];
+            if command == "audit" {
+                args.extend([
+                    std::ffi::OsStr::new("--glibc"),
+                    std::ffi::OsStr::new("2.31"),
+                ]);
+            }
+            let out = hermetic(&args);
+            assert_refused(&out, &cut, command);
+            let stderr = String::from_utf8_lossy(&out.stderr);
+            assert!(stderr.contains("truncated"), "{command} {name}: {stderr}");
+        }
+    }
+}

@@ -142,7 +142,12 @@ impl AuditReport {
         let mut out = String::new();
         for file in &self.reports {
             for f in &file.findings {
-                out.push_str(&format!("{}: {}\n", file.path, f.message(&self.policy)));
+                // Paths and ELF names come from the tree: shown escaped.
+                out.push_str(&format!(
+                    "{}: {}\n",
+                    crate::term::shown(&file.path),
+                    crate::term::shown(f.message(&self.policy))
+                ));
             }
         }
         let count: usize = self.reports.iter().map(|r| r.findings.len()).sum();
@@ -160,7 +165,11 @@ impl AuditReport {
         };
         out.push_str(&format!(
             "{}: {} ELF files of {} audited against glibc {} ({}): {verdict}; lowest baseline: {lowest}\n",
-            self.root, self.elf_files, self.files, self.glibc, self.policy
+            crate::term::shown(&self.root),
+            self.elf_files,
+            self.files,
+            self.glibc,
+            self.policy
         ));
         out
     }

@@ -145,7 +145,7 @@ async fn connect_one(endpoint: &EngineEndpoint) -> Result<Engine, EngineError> {
 
     let connect_err = |e: bollard::errors::Error| EngineError::Connect {
         endpoint: endpoint.to_string(),
-        reason: e.to_string(),
+        reason: plain_reason(&e),
     };
     // Liveness first, quickly; then an engine that answered gets time.
     tokio::time::timeout(CONNECT_TIMEOUT, docker.ping())
@@ -193,6 +193,26 @@ async fn connect_one(endpoint: &EngineEndpoint) -> Result<Engine, EngineError> {
 /// Classifies a Unix socket before bollard touches it, so the user hears
 /// "permission denied" or "nothing listening" rather than a generic HTTP error.
 fn probe_unix_socket(path: &Path) -> Result<(), EngineError> {
+    use std::os::unix::fs::FileTypeExt;
+    // connect(2) on a regular file says "connection refused", on a directory
+    // the same: name what is really there instead.
+    if let Ok(meta) = std::fs::metadata(path) {
+        let what = if meta.is_dir() {
+            Some("a directory")
+        } else if meta.file_type().is_socket() {
+            None
+        } else if meta.is_file() {
+            Some("a regular file")
+        } else {
+            Some("not a socket")
+        };
+        if let Some(what) = what {
+            return Err(EngineError::Connect {
+                endpoint: format!("unix://{}", path.display()),
+                reason: format!("{} is {what}, not a socket", path.display()),
+            });
+        }
+    }
     match UnixStream::connect(path) {
         Ok(_) => Ok(()),
         Err(e) if e.kind() == std::io::ErrorKind::PermissionDenied => {
@@ -211,9 +231,60 @@ fn probe_unix_socket(path: &Path) -> Result<(), EngineError> {
     }
 }
 
+/// What failed, in the user's words: the innermost I/O error of a client
+/// error ("connection refused"), not the HTTP client's layers of wrapping
+/// ("error trying to connect: tcp connect error: …"); else the error itself.
+fn plain_reason(e: &(dyn std::error::Error + 'static)) -> String {
+    let mut source: Option<&(dyn std::error::Error + 'static)> = Some(e);
+    let mut io = None;
+    while let Some(err) = source {
+        if let Some(e) = err.downcast_ref::<std::io::Error>() {
+            io = Some(e);
+        }
+        source = err.source();
+    }
+    match io.map(|e| (e.kind(), e)) {
+        Some((std::io::ErrorKind::ConnectionRefused, _)) => {
+            "nothing is listening (connection refused)".into()
+        }
+        Some((std::io::ErrorKind::NotFound, _)) => "no such socket".into(),
+        Some((std::io::ErrorKind::TimedOut, _)) => "the connection timed out".into(),
+        Some((std::io::ErrorKind::ConnectionReset, _)) => "the engine closed the connection".into(),
+        Some((_, e)) => e.to_string(),
+        None => e.to_string(),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_file_or_directory_at_the_socket_path_is_named() {
+        let dir = tempfile::tempdir().unwrap();
+        let err = probe_unix_socket(dir.path()).unwrap_err().to_string();
+        assert!(err.contains("is a directory, not a socket"), "{err}");
+        let file = dir.path().join("docker.sock");
+        std::fs::write(&file, b"").unwrap();
+        let err = probe_unix_socket(&file).unwrap_err().to_string();
+        assert!(err.contains("is a regular file, not a socket"), "{err}");
+        assert!(err.contains("unix://"), "{err}");
+    }
+
+    #[tokio::test]
+    async fn a_refused_tcp_connection_says_so_plainly() {
+        // A port that was free a moment ago: nothing listens there.
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let endpoint = EngineEndpoint::Tcp(format!("127.0.0.1:{port}"));
+        let err = connect_one(&endpoint).await.unwrap_err().to_string();
+        assert!(err.contains(&format!("tcp://127.0.0.1:{port}")), "{err}");
+        assert!(err.contains("connection refused"), "{err}");
+        assert!(!err.contains("error trying to connect"), "{err}");
+    }
 
     #[test]
     fn parses_endpoint_forms() {

@@ -361,7 +361,9 @@ impl Container {
                 }
                 self.log_raw(&text);
                 if self.engine.stream_output {
-                    eprint!("{text}");
+                    // Outside text: escaped; a closed stderr ends the run
+                    // through `term::closed`, so the error needs no handling.
+                    let _ = crate::term::write_stderr(crate::term::escape_output(&text).as_bytes());
                 }
                 for line in text.lines() {
                     if tail.len() == TAIL_LINES {

@@ -305,12 +305,18 @@ impl Engine {
                 use std::io::Write;
                 let _ = log.write_all(text.as_bytes());
                 if self.stream_output {
-                    eprint!("{text}");
+                    // Outside text: escaped; a closed stderr ends the run
+                    // through `term::closed`, so the error needs no handling.
+                    let _ = crate::term::write_stderr(crate::term::escape_output(text).as_bytes());
                 }
                 for line in text.lines() {
                     // Docker prints `Step n/m :`, Podman `STEP n/m:`.
                     if line.starts_with("Step ") || line.starts_with("STEP ") {
-                        phase.set_message(format!("{}: {}", spec.tag, truncate(line, 100)));
+                        phase.set_message(format!(
+                            "{}: {}",
+                            spec.tag,
+                            crate::term::escape(truncate(line, 100))
+                        ));
                     }
                     last_lines.push(line.to_string());
                 }
