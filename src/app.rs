@@ -88,7 +88,11 @@ pub async fn build(global: &GlobalSettings, s: BuildCommandSettings) -> Result<O
         print_json(&report)?;
     } else {
         let e = &report.engine;
-        eprintln!("engine: {} {} at {}", e.kind, e.server_version, e.endpoint);
+        let tls = if e.tls { " (TLS)" } else { "" };
+        eprintln!(
+            "engine: {} {} at {}{tls}",
+            e.kind, e.server_version, e.endpoint
+        );
         for t in &report.targets {
             let how = if t.cached { " (cached)" } else { "" };
             println!("{}{how}", report.out_dir.join(&t.archive).display());

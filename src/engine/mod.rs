@@ -19,7 +19,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 pub use api::{ContainerEngine, ContainerHandle};
-pub use connect::{ConnectOptions, EngineEndpoint, candidate_endpoints, connect};
+pub use connect::{ConnectOptions, EngineEndpoint, TlsEnv, TlsFiles, candidate_endpoints, connect};
 pub use container::{
     CA_ENV, CA_PATH, Container, ContainerSpec, ExecOutput, ExecSpec, GcReport, Network,
     cleanup_live_containers,
@@ -107,6 +107,9 @@ impl std::fmt::Debug for Engine {
 pub struct EngineInfo {
     pub kind: EngineKind,
     pub endpoint: String,
+    /// Whether the connection to the engine is TLS (a `tcp://` endpoint
+    /// with `DOCKER_TLS_VERIFY`).
+    pub tls: bool,
     pub server_version: String,
     pub api_version: String,
 }
@@ -122,6 +125,7 @@ impl Engine {
         EngineInfo {
             kind: self.kind,
             endpoint: self.endpoint.to_string(),
+            tls: self.endpoint.is_tls(),
             server_version: self.server_version.clone(),
             api_version: self.api_version.clone(),
         }
@@ -151,6 +155,22 @@ pub enum EngineError {
 
     #[error("cannot connect to the container engine at {endpoint}: {reason}")]
     Connect { endpoint: String, reason: String },
+
+    #[error("cannot connect to the container engine at {endpoint}: TLS client file {}: {reason}", path.display())]
+    TlsFile {
+        endpoint: String,
+        path: PathBuf,
+        reason: String,
+    },
+
+    #[error("cannot connect to the container engine at {endpoint} over TLS: {reason}")]
+    Tls { endpoint: String, reason: String },
+
+    #[error("the container engine at {endpoint} only speaks TLS, and DOCKER_TLS_VERIFY is not set")]
+    PlainToTls { endpoint: String },
+
+    #[error("cannot reach the container engine at {endpoint} through ssh: {reason}")]
+    Ssh { endpoint: String, reason: String },
 
     #[error("permission denied on the engine socket {socket}")]
     PermissionDenied { socket: PathBuf },
@@ -225,6 +245,26 @@ impl EngineError {
             EngineError::NotReachable { .. } | EngineError::Connect { .. } | EngineError::Timeout { .. } => Some(
                 "start an engine (`systemctl start docker`, `dockerd &`, or `podman system service --time=0 &`) \
                  or point hermetic at one with --engine-socket, DOCKER_HOST or CONTAINER_HOST"
+                    .into(),
+            ),
+            EngineError::TlsFile { .. } | EngineError::PlainToTls { .. } => Some(
+                "a TLS engine needs DOCKER_TLS_VERIFY=1 and DOCKER_CERT_PATH (default ~/.docker) \
+                 holding ca.pem (the CA that signed the engine's certificate), cert.pem and key.pem \
+                 (the client certificate the engine accepts and its key)"
+                    .into(),
+            ),
+            EngineError::Tls { .. } => Some(
+                "check that DOCKER_CERT_PATH holds the CA that signed this engine's certificate \
+                 and a client certificate the engine accepts, and that the engine's certificate \
+                 names the host in DOCKER_HOST"
+                    .into(),
+            ),
+            EngineError::Ssh { .. } => Some(
+                "hermetic runs `ssh` in batch mode (keys from ssh-agent or ~/.ssh/config, no \
+                 password prompt) and `docker system dial-stdio` on the remote host, which needs \
+                 the docker CLI there. Or forward the engine's socket yourself: `ssh -nNT -L \
+                 /tmp/engine.sock:/var/run/docker.sock user@host &` and \
+                 DOCKER_HOST=unix:///tmp/engine.sock"
                     .into(),
             ),
             EngineError::Unresponsive { .. } => Some(
