@@ -53,7 +53,7 @@ impl Engine {
             Err(e) if is_not_found(&e) => Ok(None),
             Err(source) => Err(EngineError::Api {
                 action: "inspect image",
-                source,
+                source: Box::new(source),
             }),
         }
     }
@@ -381,7 +381,7 @@ impl Engine {
             }) => Ok(false),
             Err(source) => Err(EngineError::Api {
                 action: "remove image",
-                source,
+                source: Box::new(source),
             }),
         }
     }
@@ -399,7 +399,7 @@ impl Engine {
             .await
             .map_err(|source| EngineError::Api {
                 action: "tag image",
-                source,
+                source: Box::new(source),
             })
     }
 }

@@ -217,7 +217,7 @@ pub enum EngineError {
         container: String,
         action: &'static str,
         #[source]
-        source: bollard::errors::Error,
+        source: Box<bollard::errors::Error>,
     },
 
     #[error("{path} not found in container {container}")]
@@ -227,7 +227,7 @@ pub enum EngineError {
     Api {
         action: &'static str,
         #[source]
-        source: bollard::errors::Error,
+        source: Box<bollard::errors::Error>,
     },
 
     #[error("{action}: {source}")]
@@ -284,7 +284,10 @@ impl EngineError {
     }
 
     fn api(action: &'static str) -> impl FnOnce(bollard::errors::Error) -> EngineError {
-        move |source| EngineError::Api { action, source }
+        move |source| EngineError::Api {
+            action,
+            source: Box::new(source),
+        }
     }
 }
 
