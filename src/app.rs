@@ -431,6 +431,7 @@ pub async fn verify(global: &GlobalSettings, s: VerifySettings) -> Result<Outcom
 pub async fn connect(global: &GlobalSettings) -> Result<Engine> {
     let mut engine = engine::connect(&ConnectOptions {
         socket: global.engine_socket.clone(),
+        ..Default::default()
     })
     .await?;
     engine.set_stream_output(global.verbose > 0);

@@ -28,6 +28,7 @@ fn socket() -> String {
 async fn podman_or_skip(test: &str) -> Option<Engine> {
     let options = ConnectOptions {
         socket: Some(socket()),
+        ..Default::default()
     };
     match engine::connect(&options).await {
         Ok(engine) => {
@@ -98,27 +99,6 @@ fn made_id(out: &Output) -> String {
         .and_then(|r| r["image_id"].as_str())
         .unwrap_or_else(|| panic!("no image_id in {report}"));
     id.to_string()
-}
-
-/// Every file of two output directories, name by name, byte for byte.
-fn assert_same_outputs(a: &Path, b: &Path) {
-    let names = |dir: &Path| {
-        let mut v: Vec<String> = fs_err::read_dir(dir)
-            .unwrap()
-            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
-            .collect();
-        v.sort();
-        v
-    };
-    assert_eq!(names(a), names(b));
-    for name in names(a) {
-        assert!(
-            fs_err::read(a.join(&name)).unwrap() == fs_err::read(b.join(&name)).unwrap(),
-            "{name} differs between Podman ({}) and Docker ({})",
-            a.display(),
-            b.display()
-        );
-    }
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -244,7 +224,7 @@ async fn podman_builds_the_same_bytes_as_docker_and_cleans_up() {
     let started = Instant::now();
     build(false, "qr-cli", &docker_out);
     eprintln!("qr-cli on Docker: {:.1} s", started.elapsed().as_secs_f64());
-    assert_same_outputs(&podman_out, &docker_out);
+    common::assert_same_outputs(&podman_out, "Podman", &docker_out, "Docker");
 
     // A release built on Docker verifies on Podman.
     let record = fs_err::read_dir(&docker_out)

@@ -48,6 +48,9 @@ pub struct ConnectOptions {
     /// `--engine-socket`: a path, `unix://path`, `tcp://host:port` or
     /// `ssh://user@host`.
     pub socket: Option<String>,
+    /// Docker's TLS variables; `None` reads them from the environment
+    /// (what the CLI does), `Some` lets a caller give them explicitly.
+    pub tls: Option<TlsEnv>,
 }
 
 /// The TLS client files of a `tcp://` endpoint (Docker's names for them).
@@ -261,10 +264,8 @@ pub fn candidate_endpoints(
         .or_else(|| non_empty_env("DOCKER_HOST"))
         .or_else(|| non_empty_env("CONTAINER_HOST"));
     if let Some(value) = explicit {
-        return Ok((
-            vec![EngineEndpoint::parse(&value, &TlsEnv::from_env())?],
-            true,
-        ));
+        let tls = opts.tls.clone().unwrap_or_else(TlsEnv::from_env);
+        return Ok((vec![EngineEndpoint::parse(&value, &tls)?], true));
     }
     let mut defaults = vec![
         EngineEndpoint::Unix(PathBuf::from("/var/run/docker.sock")),
@@ -617,6 +618,7 @@ mod tests {
     fn flag_wins_over_environment() {
         let opts = ConnectOptions {
             socket: Some("/tmp/flag.sock".into()),
+            ..Default::default()
         };
         let (c, explicit) = candidate_endpoints(&opts).unwrap();
         assert!(explicit);

@@ -1,5 +1,6 @@
 //! Images: inspect, pull by digest (and check the digest), import a rootfs
-//! tarball, build from a Dockerfile context, list by label, tag and remove.
+//! tarball, build from a Dockerfile context, save and load docker-archive
+//! tarballs, list by label, tag and remove.
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -262,6 +263,37 @@ impl Engine {
         }
         bar.finish_and_clear();
         loaded.ok_or_else(|| load_err("the engine did not report a loaded image".into()))
+    }
+
+    /// Streams an image (by tag or ID) out of the engine as a docker-archive
+    /// tarball (`GET /images/{name}/get`, what `docker save` writes) into
+    /// `dest`, and returns its size. With [`Engine::load_image_archive`] on
+    /// another engine this moves an image between engines, local or remote,
+    /// keeping its image ID (and, saved by tag, its tag).
+    #[instrument(skip_all, fields(image = %reference))]
+    pub async fn save_image(&self, reference: &str, dest: &Path) -> Result<u64, EngineError> {
+        use tokio::io::AsyncWriteExt;
+        let save_err = |reason: String| EngineError::Io {
+            action: format!("save image {reference} to {}", dest.display()),
+            source: std::io::Error::other(reason),
+        };
+        let mut file = tokio::fs::File::create(dest)
+            .await
+            .map_err(|e| save_err(e.to_string()))?;
+        let bar = progress::bytes(format!("save {reference}"), None);
+        let mut stream = self.docker.export_image(reference);
+        let mut written = 0u64;
+        while let Some(chunk) = stream.next().await {
+            let chunk = chunk.map_err(|e| save_err(e.to_string()))?;
+            file.write_all(&chunk)
+                .await
+                .map_err(|e| save_err(e.to_string()))?;
+            written += chunk.len() as u64;
+            bar.set_position(written);
+        }
+        file.flush().await.map_err(|e| save_err(e.to_string()))?;
+        bar.finish_and_clear();
+        Ok(written)
     }
 
     /// Builds an image from a Dockerfile context with the classic builder,

@@ -166,3 +166,29 @@ fn run_validator(test: &str, script: &str, args: &[&std::ffi::OsStr]) -> Result<
         ))
     }
 }
+
+/// Every file of two output directories, name by name, byte for byte
+/// (`what_a` and `what_b` name where each came from, for the message).
+pub fn assert_same_outputs(a: &std::path::Path, what_a: &str, b: &std::path::Path, what_b: &str) {
+    let names = |dir: &std::path::Path| {
+        let mut v: Vec<String> = fs_err::read_dir(dir)
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .collect();
+        v.sort();
+        v
+    };
+    assert_eq!(
+        names(a),
+        names(b),
+        "{what_a} and {what_b} wrote different files"
+    );
+    for name in names(a) {
+        assert!(
+            fs_err::read(a.join(&name)).unwrap() == fs_err::read(b.join(&name)).unwrap(),
+            "{name} differs between {what_a} ({}) and {what_b} ({})",
+            a.display(),
+            b.display()
+        );
+    }
+}
