@@ -344,3 +344,13 @@ async fn podman_builds_the_same_bytes_as_docker_and_cleans_up() {
         text(&gc)
     );
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn podman_refuses_removing_a_multi_tagged_image_by_id_without_an_error() {
+    let Some(podman) =
+        podman_or_skip("podman_refuses_removing_a_multi_tagged_image_by_id_without_an_error").await
+    else {
+        return;
+    };
+    common::assert_multi_tag_removal_is_refused(&podman).await;
+}

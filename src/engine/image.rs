@@ -397,8 +397,11 @@ impl Engine {
 
     /// Removes an image by tag or ID unless a container, running or
     /// stopped, uses it (or, given by ID, it has several tags): `Ok(false)`
-    /// when the engine refuses (409 conflict), `Ok(true)` when it is gone
-    /// (or was never there). Not forced, so nothing in use is untagged.
+    /// when the engine refuses (how each engine says so is
+    /// [`EngineKind::refuses_removal`]), `Ok(true)` when it is gone (or was
+    /// never there). Not forced, so nothing in use is untagged.
+    ///
+    /// [`EngineKind::refuses_removal`]: super::EngineKind::refuses_removal
     pub async fn remove_unused_image(&self, reference: &str) -> Result<bool, EngineError> {
         let options = RemoveImageOptionsBuilder::default().build();
         match self
@@ -409,8 +412,9 @@ impl Engine {
             Ok(_) => Ok(true),
             Err(e) if is_not_found(&e) => Ok(true),
             Err(bollard::errors::Error::DockerResponseServerError {
-                status_code: 409, ..
-            }) => Ok(false),
+                status_code,
+                message,
+            }) if self.kind.refuses_removal(status_code, &message) => Ok(false),
             Err(source) => Err(EngineError::Api {
                 action: "remove image",
                 source: Box::new(source),

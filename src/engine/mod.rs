@@ -53,6 +53,21 @@ impl EngineKind {
         }
     }
 
+    /// Whether an engine's error answer to a non-forced image removal means
+    /// "refused, the image is still wanted" rather than a failure. Docker
+    /// answers 409 Conflict both for an image a container uses and for one
+    /// removed by ID that has several tags; Podman 4.3 answers 409 for the
+    /// first but 500 for the second ("unable to delete image … by ID with
+    /// more than one tag … please force removal").
+    pub fn refuses_removal(self, status: u16, message: &str) -> bool {
+        match self {
+            EngineKind::Docker => status == 409,
+            EngineKind::Podman => {
+                status == 409 || (status == 500 && message.contains("more than one tag"))
+            }
+        }
+    }
+
     /// Podman stores unqualified local names under `localhost/`; Docker does not.
     pub fn local_image_name(self, name: &str) -> String {
         match self {
@@ -305,6 +320,18 @@ fn is_not_found(err: &bollard::errors::Error) -> bool {
 #[cfg(test)]
 mod tests {
     use super::EngineKind;
+
+    #[test]
+    fn removal_refusals_by_engine() {
+        let podman_multi_tag = "unable to delete image \"0847de\" by ID with more than one tag \
+                                ([localhost/a:1 localhost/a:2]): please force removal";
+        assert!(EngineKind::Docker.refuses_removal(409, "conflict"));
+        assert!(!EngineKind::Docker.refuses_removal(500, podman_multi_tag));
+        assert!(EngineKind::Podman.refuses_removal(409, "image is in use by a container"));
+        assert!(EngineKind::Podman.refuses_removal(500, podman_multi_tag));
+        // Any other 500 is a real failure on both.
+        assert!(!EngineKind::Podman.refuses_removal(500, "storage is corrupted"));
+    }
 
     #[test]
     fn local_names_round_trip_to_the_same_portable_name() {
