@@ -218,7 +218,8 @@ async fn a_build_through_a_tls_engine_gives_the_local_bytes() {
     eprintln!(
         "qr-cli --glibc 2.31: {tls_seconds:.1} s through the TLS engine at {}, \
          {local_seconds:.1} s on the local engine at {}",
-        tls.host, report["engine"]["endpoint"]
+        tls.host,
+        report["engine"]["endpoint"].as_str().unwrap_or("?")
     );
     common::assert_same_outputs(&tls_out, "the TLS engine", &local_out, "the local engine");
 }
