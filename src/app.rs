@@ -87,7 +87,13 @@ pub async fn build(global: &GlobalSettings, s: BuildCommandSettings) -> Result<O
         print_json(&report)?;
     } else {
         let e = &report.engine;
-        crate::errln!("engine: {} {} at {}", e.kind, e.server_version, e.endpoint)?;
+        let tls = if e.tls { " (TLS)" } else { "" };
+        crate::errln!(
+            "engine: {} {} at {}{tls}",
+            e.kind,
+            e.server_version,
+            e.endpoint
+        )?;
         for t in &report.targets {
             let how = if t.cached { " (cached)" } else { "" };
             crate::outln!("{}{how}", report.out_dir.join(&t.archive).display())?;
@@ -432,6 +438,7 @@ pub async fn verify(global: &GlobalSettings, s: VerifySettings) -> Result<Outcom
 pub async fn connect(global: &GlobalSettings) -> Result<Engine> {
     let mut engine = engine::connect(&ConnectOptions {
         socket: global.engine_socket.clone(),
+        ..Default::default()
     })
     .await?;
     engine.set_stream_output(global.verbose > 0);

@@ -17,8 +17,10 @@ pub struct Cli {
     #[arg(short, long, action = clap::ArgAction::Count, global = true)]
     pub verbose: u8,
 
-    /// Engine socket or URL (unix:///path, /path, tcp://host:port); overrides
-    /// DOCKER_HOST and CONTAINER_HOST.
+    /// Engine socket or URL (unix:///path, /path, tcp://host:port,
+    /// ssh://user@host); overrides DOCKER_HOST and CONTAINER_HOST. A tcp://
+    /// endpoint uses TLS when DOCKER_TLS_VERIFY is set, with ca.pem,
+    /// cert.pem and key.pem from DOCKER_CERT_PATH (default ~/.docker).
     #[arg(long, global = true, value_name = "SOCKET")]
     pub engine_socket: Option<String>,
 

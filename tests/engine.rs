@@ -485,3 +485,13 @@ async fn gc_images_removes_derived_builders_not_in_use() {
     assert!(named(&report, "removed_images"), "{report}");
     assert!(engine.inspect_image(&tag).await.unwrap().is_none());
 }
+
+#[tokio::test]
+async fn removing_a_multi_tagged_image_by_id_is_refused_not_an_error() {
+    let Some(engine) =
+        common::engine_or_skip("removing_a_multi_tagged_image_by_id_is_refused_not_an_error").await
+    else {
+        return;
+    };
+    common::assert_multi_tag_removal_is_refused(&engine).await;
+}

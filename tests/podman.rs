@@ -2,7 +2,8 @@
 //! service (`scripts/podman-service`, on `/run/podman/podman.sock` or
 //! `$HERMETIC_PODMAN_SOCKET`), next to the Docker engine the other tests use.
 //! Base import, the builder (copied from Docker by `scripts/setup` with
-//! `docker save | podman load`, so it keeps its ID), two shipped recipes
+//! `docker save | podman load`, so it keeps its ID, and recorded in
+//! Podman's image lock there), two shipped recipes
 //! built with smoke, `image --load`, `gc` after `kill -9`, and the same
 //! recipe giving the same bytes on both engines.
 //!
@@ -28,6 +29,7 @@ fn socket() -> String {
 async fn podman_or_skip(test: &str) -> Option<Engine> {
     let options = ConnectOptions {
         socket: Some(socket()),
+        ..Default::default()
     };
     match engine::connect(&options).await {
         Ok(engine) => {
@@ -98,27 +100,6 @@ fn made_id(out: &Output) -> String {
         .and_then(|r| r["image_id"].as_str())
         .unwrap_or_else(|| panic!("no image_id in {report}"));
     id.to_string()
-}
-
-/// Every file of two output directories, name by name, byte for byte.
-fn assert_same_outputs(a: &Path, b: &Path) {
-    let names = |dir: &Path| {
-        let mut v: Vec<String> = fs_err::read_dir(dir)
-            .unwrap()
-            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
-            .collect();
-        v.sort();
-        v
-    };
-    assert_eq!(names(a), names(b));
-    for name in names(a) {
-        assert!(
-            fs_err::read(a.join(&name)).unwrap() == fs_err::read(b.join(&name)).unwrap(),
-            "{name} differs between Podman ({}) and Docker ({})",
-            a.display(),
-            b.display()
-        );
-    }
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -207,12 +188,8 @@ async fn podman_builds_the_same_bytes_as_docker_and_cleans_up() {
     podman.remove_unused_image(&tag).await.unwrap();
 
     // The builder setup copied over (`docker save | podman load`) keeps
-    // Docker's image ID; `images build` on Podman finds it under its
-    // inputs-hash tag instead of compiling CPython, and locks it there.
-    let adopt = hermetic(true, &["images", "build", "--glibc", "2.31", "--json"]);
-    assert!(adopt.status.success(), "{}", text(&adopt));
-    let adopted: serde_json::Value = serde_json::from_slice(&adopt.stdout).unwrap();
-    assert_eq!(adopted[0]["cached"], true, "{adopted:#}");
+    // Docker's image ID, and setup recorded it in Podman's image lock, so
+    // Podman lists it as present without anything being built.
     let list = hermetic(true, &["images", "list", "--json"]);
     let rows: serde_json::Value = serde_json::from_slice(&list.stdout).unwrap();
     let builder = rows
@@ -221,7 +198,10 @@ async fn podman_builds_the_same_bytes_as_docker_and_cleans_up() {
         .iter()
         .find(|r| r["role"] == "builder" && r["glibc"] == "2.31" && r["source"] == "local")
         .unwrap_or_else(|| panic!("no 2.31 builder row: {rows:#}"));
-    assert_eq!(builder["present"], true, "{builder}");
+    assert_eq!(
+        builder["present"], true,
+        "{builder}: `scripts/setup --podman` copies the builder to Podman and adopts it there"
+    );
     assert_eq!(builder["image_id"], docker_builder.as_str(), "{builder}");
 
     // Two shipped recipes with smoke on Podman; qr-cli also on Docker,
@@ -244,7 +224,7 @@ async fn podman_builds_the_same_bytes_as_docker_and_cleans_up() {
     let started = Instant::now();
     build(false, "qr-cli", &docker_out);
     eprintln!("qr-cli on Docker: {:.1} s", started.elapsed().as_secs_f64());
-    assert_same_outputs(&podman_out, &docker_out);
+    common::assert_same_outputs(&podman_out, "Podman", &docker_out, "Docker");
 
     // A release built on Docker verifies on Podman.
     let record = fs_err::read_dir(&docker_out)
@@ -363,4 +343,14 @@ async fn podman_builds_the_same_bytes_as_docker_and_cleans_up() {
         "gc left the killed exec's container on Podman\n{}",
         text(&gc)
     );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn podman_refuses_removing_a_multi_tagged_image_by_id_without_an_error() {
+    let Some(podman) =
+        podman_or_skip("podman_refuses_removing_a_multi_tagged_image_by_id_without_an_error").await
+    else {
+        return;
+    };
+    common::assert_multi_tag_removal_is_refused(&podman).await;
 }

@@ -200,7 +200,7 @@ impl Engine {
                     EngineError::Container {
                         container: name.clone(),
                         action: "create",
-                        source,
+                        source: Box::new(source),
                     }
                 }
             })?;
@@ -220,7 +220,7 @@ impl Engine {
             return Err(EngineError::Container {
                 container: name,
                 action: "start",
-                source,
+                source: Box::new(source),
             });
         }
         debug!(container = %short(&id), "container started");
@@ -265,7 +265,7 @@ impl Engine {
                     return Err(EngineError::Container {
                         container: id,
                         action: "remove",
-                        source,
+                        source: Box::new(source),
                     });
                 }
             }
@@ -330,7 +330,7 @@ impl Container {
         let err = |action, source| EngineError::Container {
             container: short(&self.id).to_string(),
             action,
-            source,
+            source: Box::new(source),
         };
         let clock = std::time::Instant::now();
         let exec = docker
@@ -437,7 +437,7 @@ impl Container {
             .map_err(|source| EngineError::Container {
                 container: short(&self.id).into(),
                 action: "copy in",
-                source,
+                source: Box::new(source),
             })
     }
 
@@ -469,7 +469,7 @@ impl Container {
             .map_err(|source| EngineError::Container {
                 container: short(&self.id).into(),
                 action: "copy in",
-                source,
+                source: Box::new(source),
             })
     }
 
@@ -503,7 +503,7 @@ impl Container {
                     EngineError::Container {
                         container: short(&self.id).into(),
                         action: "copy out",
-                        source,
+                        source: Box::new(source),
                     }
                 }
             })?;
@@ -542,7 +542,7 @@ impl Container {
                         EngineError::Container {
                             container: short(&self.id).into(),
                             action: "read file",
-                            source,
+                            source: Box::new(source),
                         }
                     }
                 })?;
@@ -604,7 +604,7 @@ impl Container {
             .map_err(|source| EngineError::Container {
                 container: short(&self.id).into(),
                 action: "commit",
-                source,
+                source: Box::new(source),
             })?;
         Ok(response.id)
     }

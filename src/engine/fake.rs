@@ -232,6 +232,7 @@ impl ContainerEngine for FakeEngine {
         EngineInfo {
             kind: EngineKind::Docker,
             endpoint: "fake://".into(),
+            tls: false,
             server_version: "fake".into(),
             api_version: "1.41".into(),
         }

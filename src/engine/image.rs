@@ -1,5 +1,6 @@
 //! Images: inspect, pull by digest (and check the digest), import a rootfs
-//! tarball, build from a Dockerfile context, list by label, tag and remove.
+//! tarball, build from a Dockerfile context, save and load docker-archive
+//! tarballs, list by label, tag and remove.
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -53,7 +54,7 @@ impl Engine {
             Err(e) if is_not_found(&e) => Ok(None),
             Err(source) => Err(EngineError::Api {
                 action: "inspect image",
-                source,
+                source: Box::new(source),
             }),
         }
     }
@@ -264,6 +265,37 @@ impl Engine {
         loaded.ok_or_else(|| load_err("the engine did not report a loaded image".into()))
     }
 
+    /// Streams an image (by tag or ID) out of the engine as a docker-archive
+    /// tarball (`GET /images/{name}/get`, what `docker save` writes) into
+    /// `dest`, and returns its size. With [`Engine::load_image_archive`] on
+    /// another engine this moves an image between engines, local or remote,
+    /// keeping its image ID (and, saved by tag, its tag).
+    #[instrument(skip_all, fields(image = %reference))]
+    pub async fn save_image(&self, reference: &str, dest: &Path) -> Result<u64, EngineError> {
+        use tokio::io::AsyncWriteExt;
+        let save_err = |reason: String| EngineError::Io {
+            action: format!("save image {reference} to {}", dest.display()),
+            source: std::io::Error::other(reason),
+        };
+        let mut file = tokio::fs::File::create(dest)
+            .await
+            .map_err(|e| save_err(e.to_string()))?;
+        let bar = progress::bytes(format!("save {reference}"), None);
+        let mut stream = self.docker.export_image(reference);
+        let mut written = 0u64;
+        while let Some(chunk) = stream.next().await {
+            let chunk = chunk.map_err(|e| save_err(e.to_string()))?;
+            file.write_all(&chunk)
+                .await
+                .map_err(|e| save_err(e.to_string()))?;
+            written += chunk.len() as u64;
+            bar.set_position(written);
+        }
+        file.flush().await.map_err(|e| save_err(e.to_string()))?;
+        bar.finish_and_clear();
+        Ok(written)
+    }
+
     /// Builds an image from a Dockerfile context with the classic builder,
     /// streaming its output to the log (and to stderr with `-v`).
     #[instrument(skip_all, fields(tag = %spec.tag))]
@@ -371,8 +403,11 @@ impl Engine {
 
     /// Removes an image by tag or ID unless a container, running or
     /// stopped, uses it (or, given by ID, it has several tags): `Ok(false)`
-    /// when the engine refuses (409 conflict), `Ok(true)` when it is gone
-    /// (or was never there). Not forced, so nothing in use is untagged.
+    /// when the engine refuses (how each engine says so is
+    /// [`EngineKind::refuses_removal`]), `Ok(true)` when it is gone (or was
+    /// never there). Not forced, so nothing in use is untagged.
+    ///
+    /// [`EngineKind::refuses_removal`]: super::EngineKind::refuses_removal
     pub async fn remove_unused_image(&self, reference: &str) -> Result<bool, EngineError> {
         let options = RemoveImageOptionsBuilder::default().build();
         match self
@@ -383,11 +418,12 @@ impl Engine {
             Ok(_) => Ok(true),
             Err(e) if is_not_found(&e) => Ok(true),
             Err(bollard::errors::Error::DockerResponseServerError {
-                status_code: 409, ..
-            }) => Ok(false),
+                status_code,
+                message,
+            }) if self.kind.refuses_removal(status_code, &message) => Ok(false),
             Err(source) => Err(EngineError::Api {
                 action: "remove image",
-                source,
+                source: Box::new(source),
             }),
         }
     }
@@ -405,7 +441,7 @@ impl Engine {
             .await
             .map_err(|source| EngineError::Api {
                 action: "tag image",
-                source,
+                source: Box::new(source),
             })
     }
 }

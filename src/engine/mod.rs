@@ -19,7 +19,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 pub use api::{ContainerEngine, ContainerHandle};
-pub use connect::{ConnectOptions, EngineEndpoint, candidate_endpoints, connect};
+pub use connect::{ConnectOptions, EngineEndpoint, TlsEnv, TlsFiles, candidate_endpoints, connect};
 pub use container::{
     CA_ENV, CA_PATH, Container, ContainerSpec, ExecOutput, ExecSpec, GcReport, Network,
     cleanup_live_containers,
@@ -50,6 +50,21 @@ impl EngineKind {
         match self {
             EngineKind::Docker => name.to_string(),
             EngineKind::Podman => name.strip_prefix("localhost/").unwrap_or(name).to_string(),
+        }
+    }
+
+    /// Whether an engine's error answer to a non-forced image removal means
+    /// "refused, the image is still wanted" rather than a failure. Docker
+    /// answers 409 Conflict both for an image a container uses and for one
+    /// removed by ID that has several tags; Podman 4.3 answers 409 for the
+    /// first but 500 for the second ("unable to delete image … by ID with
+    /// more than one tag … please force removal").
+    pub fn refuses_removal(self, status: u16, message: &str) -> bool {
+        match self {
+            EngineKind::Docker => status == 409,
+            EngineKind::Podman => {
+                status == 409 || (status == 500 && message.contains("more than one tag"))
+            }
         }
     }
 
@@ -107,6 +122,9 @@ impl std::fmt::Debug for Engine {
 pub struct EngineInfo {
     pub kind: EngineKind,
     pub endpoint: String,
+    /// Whether the connection to the engine is TLS (a `tcp://` endpoint
+    /// with `DOCKER_TLS_VERIFY`).
+    pub tls: bool,
     pub server_version: String,
     pub api_version: String,
 }
@@ -122,6 +140,7 @@ impl Engine {
         EngineInfo {
             kind: self.kind,
             endpoint: self.endpoint.to_string(),
+            tls: self.endpoint.is_tls(),
             server_version: self.server_version.clone(),
             api_version: self.api_version.clone(),
         }
@@ -151,6 +170,22 @@ pub enum EngineError {
 
     #[error("cannot connect to the container engine at {endpoint}: {reason}")]
     Connect { endpoint: String, reason: String },
+
+    #[error("cannot connect to the container engine at {endpoint}: TLS client file {}: {reason}", path.display())]
+    TlsFile {
+        endpoint: String,
+        path: PathBuf,
+        reason: String,
+    },
+
+    #[error("cannot connect to the container engine at {endpoint} over TLS: {reason}")]
+    Tls { endpoint: String, reason: String },
+
+    #[error("the container engine at {endpoint} only speaks TLS, and DOCKER_TLS_VERIFY is not set")]
+    PlainToTls { endpoint: String },
+
+    #[error("cannot reach the container engine at {endpoint} through ssh: {reason}")]
+    Ssh { endpoint: String, reason: String },
 
     #[error("permission denied on the engine socket {socket}")]
     PermissionDenied { socket: PathBuf },
@@ -197,7 +232,7 @@ pub enum EngineError {
         container: String,
         action: &'static str,
         #[source]
-        source: bollard::errors::Error,
+        source: Box<bollard::errors::Error>,
     },
 
     #[error("{path} not found in container {container}")]
@@ -207,7 +242,7 @@ pub enum EngineError {
     Api {
         action: &'static str,
         #[source]
-        source: bollard::errors::Error,
+        source: Box<bollard::errors::Error>,
     },
 
     #[error("{action}: {source}")]
@@ -227,6 +262,26 @@ impl EngineError {
                  or point hermetic at one with --engine-socket, DOCKER_HOST or CONTAINER_HOST"
                     .into(),
             ),
+            EngineError::TlsFile { .. } | EngineError::PlainToTls { .. } => Some(
+                "a TLS engine needs DOCKER_TLS_VERIFY=1 and DOCKER_CERT_PATH (default ~/.docker) \
+                 holding ca.pem (the CA that signed the engine's certificate), cert.pem and key.pem \
+                 (the client certificate the engine accepts and its key)"
+                    .into(),
+            ),
+            EngineError::Tls { .. } => Some(
+                "check that DOCKER_CERT_PATH holds the CA that signed this engine's certificate \
+                 and a client certificate the engine accepts, and that the engine's certificate \
+                 names the host in DOCKER_HOST"
+                    .into(),
+            ),
+            EngineError::Ssh { .. } => Some(
+                "hermetic runs `ssh` in batch mode (keys from ssh-agent or ~/.ssh/config, no \
+                 password prompt) and `docker system dial-stdio` on the remote host, which needs \
+                 the docker CLI there. Or forward the engine's socket yourself: `ssh -nNT -L \
+                 /tmp/engine.sock:/var/run/docker.sock user@host &` and \
+                 DOCKER_HOST=unix:///tmp/engine.sock"
+                    .into(),
+            ),
             EngineError::Unresponsive { .. } => Some(
                 "the engine is running but overloaded or stuck: check its log (`journalctl -u \
                  docker`, Podman's service log) and try again"
@@ -244,7 +299,10 @@ impl EngineError {
     }
 
     fn api(action: &'static str) -> impl FnOnce(bollard::errors::Error) -> EngineError {
-        move |source| EngineError::Api { action, source }
+        move |source| EngineError::Api {
+            action,
+            source: Box::new(source),
+        }
     }
 }
 
@@ -262,6 +320,18 @@ fn is_not_found(err: &bollard::errors::Error) -> bool {
 #[cfg(test)]
 mod tests {
     use super::EngineKind;
+
+    #[test]
+    fn removal_refusals_by_engine() {
+        let podman_multi_tag = "unable to delete image \"0847de\" by ID with more than one tag \
+                                ([localhost/a:1 localhost/a:2]): please force removal";
+        assert!(EngineKind::Docker.refuses_removal(409, "conflict"));
+        assert!(!EngineKind::Docker.refuses_removal(500, podman_multi_tag));
+        assert!(EngineKind::Podman.refuses_removal(409, "image is in use by a container"));
+        assert!(EngineKind::Podman.refuses_removal(500, podman_multi_tag));
+        // Any other 500 is a real failure on both.
+        assert!(!EngineKind::Podman.refuses_removal(500, "storage is corrupted"));
+    }
 
     #[test]
     fn local_names_round_trip_to_the_same_portable_name() {

@@ -166,3 +166,63 @@ fn run_validator(test: &str, script: &str, args: &[&std::ffi::OsStr]) -> Result<
         ))
     }
 }
+
+/// Every file of two output directories, name by name, byte for byte
+/// (`what_a` and `what_b` name where each came from, for the message).
+pub fn assert_same_outputs(a: &std::path::Path, what_a: &str, b: &std::path::Path, what_b: &str) {
+    let names = |dir: &std::path::Path| {
+        let mut v: Vec<String> = fs_err::read_dir(dir)
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .collect();
+        v.sort();
+        v
+    };
+    assert_eq!(
+        names(a),
+        names(b),
+        "{what_a} and {what_b} wrote different files"
+    );
+    for name in names(a) {
+        assert!(
+            fs_err::read(a.join(&name)).unwrap() == fs_err::read(b.join(&name)).unwrap(),
+            "{name} differs between {what_a} ({}) and {what_b} ({})",
+            a.display(),
+            b.display()
+        );
+    }
+}
+
+/// An image of the test's own (one small file) under two tags: removing it
+/// by ID is refused (`Ok(false)`) rather than an error, on every engine
+/// (Docker says 409, Podman 4.3 says 500), and by each tag it goes.
+pub async fn assert_multi_tag_removal_is_refused(engine: &Engine) {
+    let dir = tempfile::tempdir().unwrap();
+    let tarball = dir.path().join("rootfs.tar");
+    {
+        let mut tar = tar::Builder::new(fs_err::File::create(&tarball).unwrap());
+        let mut header = tar::Header::new_gnu();
+        header.set_size(3);
+        header.set_mode(0o644);
+        header.set_cksum();
+        tar.append_data(&mut header, "hello", &b"hi\n"[..]).unwrap();
+        tar.finish().unwrap();
+    }
+    let kind = engine.kind();
+    let repo = kind.local_image_name(&format!("hermetic-test/multi-tag-{}", std::process::id()));
+    let [a, b] = [format!("{repo}:a"), format!("{repo}:b")];
+    let id = engine.import_rootfs(&tarball, &a, &[]).await.unwrap();
+    engine.tag_image(&id, &b).await.unwrap();
+    let refused = engine.remove_unused_image(&id).await;
+    let still_there = engine.inspect_image(&id).await.unwrap().is_some();
+    // Clean up before asserting, by name (which both engines allow).
+    for tag in [&a, &b] {
+        engine.remove_unused_image(tag).await.unwrap();
+    }
+    assert!(
+        matches!(refused, Ok(false)),
+        "removing a two-tag image by ID on {kind}: {refused:?}"
+    );
+    assert!(still_there, "the refused removal removed {id} on {kind}");
+    assert!(engine.inspect_image(&id).await.unwrap().is_none());
+}
