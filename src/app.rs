@@ -32,6 +32,7 @@ pub struct ImagesBuildSettings {
 pub struct ExecSettings {
     pub glibc: Glibc,
     pub builder_image: Option<String>,
+    pub builder_source: Option<crate::catalog::Source>,
     pub network: bool,
     pub command: Vec<String>,
 }
@@ -354,6 +355,7 @@ pub async fn verify(global: &GlobalSettings, s: VerifySettings) -> Result<Outcom
                 glibc: vec![record.glibc],
                 out_dir: scratch.path().to_path_buf(),
                 builder_image: Some(builder.clone()),
+                builder_source: None,
                 smoke_suite: None,
                 rebuild: true,
                 replay: Some(crate::plan::Replay {
@@ -513,10 +515,11 @@ pub async fn images_list(global: &GlobalSettings, json: bool) -> Result<Outcome>
         }
         if !fallbacks.is_empty() {
             crate::outln!(
-                "glibc {0}: the upstream builder is the default; when no registry answers, the \
-                 local one is used (a toolchain builder: zig targeting that glibc; made on first \
-                 use, or `hermetic images build --glibc {0}`)",
-                fallbacks.join(", ")
+                "glibc {}: the upstream builder is the default; when no registry answers, or with \
+                 `--builder-source local`, the local one is used (a toolchain builder: zig \
+                 targeting that glibc; made on first use, or `hermetic images build --glibc {}`)",
+                fallbacks.join(", "),
+                fallbacks.join(",")
             )?;
         }
     }
@@ -580,6 +583,7 @@ pub async fn exec(global: &GlobalSettings, settings: ExecSettings) -> Result<Out
         &engine,
         settings.glibc,
         settings.builder_image.as_deref(),
+        settings.builder_source,
         None,
     )
     .await?;

@@ -126,6 +126,15 @@ pub enum Source {
     Local,
 }
 
+impl std::fmt::Display for Source {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Source::Upstream => "upstream",
+            Source::Local => "local",
+        })
+    }
+}
+
 /// How a builder reaches its baseline.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, Serialize)]
 #[serde(rename_all = "lowercase")]
@@ -421,9 +430,14 @@ impl Catalog {
 
     /// Baselines with a local builder, for hints.
     pub fn local_baselines(&self) -> Vec<Glibc> {
+        self.baselines_with(Source::Local)
+    }
+
+    /// Baselines that have a builder of this source.
+    pub fn baselines_with(&self, source: Source) -> Vec<Glibc> {
         self.builder
             .iter()
-            .filter(|b| b.source == Source::Local)
+            .filter(|b| b.source == source)
             .map(|b| b.glibc)
             .collect()
     }

@@ -96,6 +96,15 @@ pub struct ExecArgs {
     /// it is still checked against the baseline.
     #[arg(long, value_name = "IMAGE")]
     pub builder_image: Option<String>,
+    /// Use only the catalog's upstream or only its local builder.
+    #[arg(
+        long,
+        value_enum,
+        value_name = "SOURCE",
+        env = "HERMETIC_BUILDER_SOURCE",
+        conflicts_with = "builder_image"
+    )]
+    pub builder_source: Option<BuilderSourceArg>,
     /// Allow network access (and hand in the host's CA bundle).
     #[arg(long)]
     pub network: bool,
@@ -118,6 +127,16 @@ pub struct BuildArgs {
     /// Use this builder image instead of the catalog's (still checked).
     #[arg(long, value_name = "IMAGE")]
     pub builder_image: Option<String>,
+    /// Use only the catalog's upstream (pinned, pulled) or only its local
+    /// builder; default: upstream, and the local one when no registry answers.
+    #[arg(
+        long,
+        value_enum,
+        value_name = "SOURCE",
+        env = "HERMETIC_BUILDER_SOURCE",
+        conflicts_with = "builder_image"
+    )]
+    pub builder_source: Option<BuilderSourceArg>,
     /// Runtime image (Debian suite) to smoke-test on (default: the newest).
     #[arg(long, value_name = "SUITE")]
     pub smoke_on: Option<String>,
@@ -291,6 +310,24 @@ impl Cli {
     }
 }
 
+/// `--builder-source`.
+#[derive(Debug, Clone, Copy, clap::ValueEnum)]
+pub enum BuilderSourceArg {
+    /// The catalog's pinned upstream image (manylinux), pulled by digest.
+    Upstream,
+    /// The catalog's local builder, made on this machine.
+    Local,
+}
+
+impl From<BuilderSourceArg> for hermetic::catalog::Source {
+    fn from(a: BuilderSourceArg) -> Self {
+        match a {
+            BuilderSourceArg::Upstream => hermetic::catalog::Source::Upstream,
+            BuilderSourceArg::Local => hermetic::catalog::Source::Local,
+        }
+    }
+}
+
 impl From<ImagesBuildArgs> for app::ImagesBuildSettings {
     fn from(a: ImagesBuildArgs) -> Self {
         app::ImagesBuildSettings {
@@ -307,6 +344,7 @@ impl From<ExecArgs> for app::ExecSettings {
         app::ExecSettings {
             glibc: a.glibc,
             builder_image: a.builder_image,
+            builder_source: a.builder_source.map(Into::into),
             network: a.network,
             command: a.command,
         }
@@ -321,6 +359,7 @@ impl From<BuildArgs> for app::BuildCommandSettings {
                 glibc: a.glibc,
                 out_dir: a.out,
                 builder_image: a.builder_image,
+                builder_source: a.builder_source.map(Into::into),
                 smoke_suite: a.smoke_on,
                 rebuild: a.rebuild,
                 replay: None,

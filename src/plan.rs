@@ -27,6 +27,8 @@ pub struct BuildPlan {
     /// Files the recipe names (itself, its requirement files): always in
     /// the context, tracked by git or not.
     pub named_files: Vec<PathBuf>,
+    /// `[build].compiler`: which C/C++ compilers the build phase uses.
+    pub compiler: crate::recipe::Compiler,
     /// A rebuild from a record (`hermetic verify`): the inputs it must use.
     pub replay: Option<Replay>,
     /// One bundle per baseline.
@@ -74,6 +76,8 @@ pub struct TargetPlan {
     pub glibc: Glibc,
     /// `--builder-image`, when given; else the catalog's builder.
     pub builder_override: Option<String>,
+    /// `--builder-source`, when given.
+    pub builder_source: Option<crate::catalog::Source>,
     /// Runtime Python version wanted, e.g. "3.11".
     pub python: String,
     pub install: InstallPlan,
@@ -157,6 +161,9 @@ pub struct BuildSettings {
     pub glibc: Vec<Glibc>,
     pub out_dir: PathBuf,
     pub builder_image: Option<String>,
+    /// `--builder-source`: only the catalog's upstream or only its local
+    /// builder, instead of upstream first with the local one as fallback.
+    pub builder_source: Option<crate::catalog::Source>,
     /// Runtime suite for the smoke test; default: the newest in the catalog.
     pub smoke_suite: Option<String>,
     /// Build even when cached outputs match every input.
@@ -285,6 +292,7 @@ pub fn from_recipe(
         targets.push(TargetPlan {
             glibc,
             builder_override: settings.builder_image.clone(),
+            builder_source: settings.builder_source,
             python: recipe.python.clone(),
             install,
             system_packages: recipe.build.system_packages.clone(),
@@ -325,6 +333,7 @@ pub fn from_recipe(
         out_dir: settings.out_dir.clone(),
         source_date_epoch,
         context_dir: recipe.dir.clone(),
+        compiler: recipe.build.compiler,
         named_files: std::iter::once(recipe.path.clone())
             .chain(
                 [

@@ -37,6 +37,10 @@
 //! commands = ["cc -o launcher launcher.c"]  # shell commands run in the builder, in order
 //! collect = [{ from = "launcher", to = "bin/launcher" }]  # from: relative to the build's work
 //! #                              directory; to: relative to the bundle root
+//! compiler = "distro"          # "builder" (default): the builder's own CC/CXX, which on
+//! #                              toolchain builders target the baseline (C++ with LLVM's libc++,
+//! #                              linked statically); "distro": the builder distro's gcc/g++ and
+//! #                              libstdc++ for sdists and commands (the audit then decides)
 //!
 //! [prune]
 //! defaults = true              # apply DEFAULT_EXCLUDES (tests, __pycache__, headers, docs, …)
@@ -204,6 +208,22 @@ pub struct Build {
     pub commands: Vec<Spanned<String>>,
     #[serde(default)]
     pub collect: Vec<Collect>,
+    pub compiler: Option<Spanned<String>>,
+}
+
+/// Which C and C++ compilers sdists and build commands use.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Compiler {
+    /// The builder's own `CC`/`CXX`: gcc/g++ on distro builders;
+    /// `hermetic-cc`/`hermetic-c++` (zig, targeting the baseline, C++ with
+    /// a static libc++) on toolchain builders.
+    #[default]
+    Builder,
+    /// The builder distro's gcc/g++ and libstdc++, also on toolchain
+    /// builders: C++ objects that must share libstdc++ with prebuilt wheels.
+    /// Whatever needs a glibc newer than the baseline fails the audit.
+    Distro,
 }
 
 /// One file produced by `[build].commands` to copy into the bundle.
@@ -314,6 +334,7 @@ pub struct BuildSettings {
     pub system_packages: Vec<String>,
     pub commands: Vec<String>,
     pub collect: Vec<CollectSettings>,
+    pub compiler: Compiler,
 }
 
 /// A validated collect rule: both paths relative, neither escaping.
@@ -687,6 +708,17 @@ impl Recipe {
                 ));
             }
         };
+        let compiler = match build.compiler.as_ref().map(|c| (c.get_ref().as_str(), c)) {
+            None | Some(("builder", _)) => Compiler::Builder,
+            Some(("distro", _)) => Compiler::Distro,
+            Some((other, c)) => {
+                return Err(cx.invalid(
+                    c.span(),
+                    "build.compiler",
+                    &format!("`{other}` is not \"builder\" or \"distro\""),
+                ));
+            }
+        };
 
         Ok(LoadedRecipe {
             path: cx.path.to_owned(),
@@ -725,6 +757,7 @@ impl Recipe {
                     .map(Spanned::into_inner)
                     .collect(),
                 collect,
+                compiler,
             },
             prune: PruneSettings { exclude, keep },
             smoke: SmokeSettings {

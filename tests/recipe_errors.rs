@@ -271,6 +271,29 @@ system_packages = ["libyaml-dev", "Bad;pkg"]
     let (msg, path, _d) = load_err(&format!("{GOOD}{extra}"));
     assert_at(&msg, &path, 15, &["unknown field `mode`"]);
 
+    let extra = "\n[build]\ncompiler = \"clang\"\n";
+    let (msg, path, _d) = load_err(&format!("{GOOD}{extra}"));
+    assert_at(
+        &msg,
+        &path,
+        15,
+        &["`build.compiler`", "`clang`", "\"distro\""],
+    );
+    let compiler = |extra: &str| {
+        let (_d, path) = dir_with(&format!("{GOOD}{extra}"));
+        Recipe::load(&path).unwrap().build.compiler
+    };
+    use hermetic::recipe::Compiler;
+    assert_eq!(compiler(""), Compiler::Builder);
+    assert_eq!(
+        compiler("\n[build]\ncompiler = \"builder\"\n"),
+        Compiler::Builder
+    );
+    assert_eq!(
+        compiler("\n[build]\ncompiler = \"distro\"\n"),
+        Compiler::Distro
+    );
+
     let extra = "\n[prune]\nexclude = [\"**/docs\", \"a[\"]\n";
     let (msg, path, _d) = load_err(&format!("{GOOD}{extra}"));
     assert_at(&msg, &path, 15, &["`prune.exclude`", "invalid glob `a[`"]);

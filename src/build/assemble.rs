@@ -17,6 +17,7 @@ use super::fetch::{no_binary_arg, pip_env};
 use super::{BuildContext, BuildError, step_failed};
 use crate::engine::{Container, ContainerSpec, ExecSpec, Network};
 use crate::plan::TargetPlan;
+use crate::recipe::Compiler;
 
 /// Where the build container keeps things.
 pub const INPUTS_DIR: &str = "/hermetic/inputs";
@@ -57,7 +58,29 @@ fn build_env(ctx: &BuildContext<'_>) -> Vec<String> {
         // Keep build directories out of compiled files.
         format!("CFLAGS=-ffile-prefix-map={WORK_DIR}=. -ffile-prefix-map=/tmp=."),
     ]);
+    env.extend(
+        compiler_env(ctx.plan.compiler)
+            .iter()
+            .map(|v| v.to_string()),
+    );
     env
+}
+
+/// The compiler environment of `[build].compiler`. Nothing for the
+/// builder's own (its image's `CC`/`CXX`, and the `CC` its Python's
+/// sysconfig records); the distro's gcc/g++ otherwise, for build commands
+/// and for setuptools, which takes `CC`, `CXX` and `LDSHARED` from the
+/// environment over sysconfig.
+fn compiler_env(compiler: Compiler) -> &'static [&'static str] {
+    match compiler {
+        Compiler::Builder => &[],
+        Compiler::Distro => &[
+            "CC=gcc",
+            "CXX=g++",
+            "LDSHARED=gcc -pthread -shared",
+            "LDCXXSHARED=g++ -pthread -shared",
+        ],
+    }
 }
 
 /// Runs every assembly step; the bundle ends up in [`bundle_dir`].

@@ -186,6 +186,7 @@ async fn build_target(
         ctx.engine,
         target.glibc,
         target.builder_override.as_deref(),
+        target.builder_source,
         Some(&ctx.python_exe),
     )
     .await?;

@@ -43,6 +43,18 @@ pub enum BuilderError {
         local: Vec<Glibc>,
     },
 
+    /// `--builder-source` names a source the catalog has no builder of for
+    /// the baseline.
+    #[error("the catalog has no {wanted} builder for glibc {glibc}")]
+    NoSuchBuilder {
+        /// The baseline.
+        glibc: Glibc,
+        /// The source asked for.
+        wanted: crate::catalog::Source,
+        /// Baselines that have a builder of that source.
+        baselines: Vec<Glibc>,
+    },
+
     /// A local builder that has not been made (or is stale, or gone).
     #[error("local builder for glibc {glibc} is not available: {reason}")]
     LocalMissing {
@@ -186,6 +198,17 @@ impl BuilderError {
             BuilderError::BaseMissing { suite } => {
                 Some(format!("run `hermetic images build --base {suite}`"))
             }
+            BuilderError::NoSuchBuilder {
+                wanted, baselines, ..
+            } => Some(format!(
+                "{wanted} builders exist for glibc {}; without --builder-source the catalog's \
+                 default is used",
+                baselines
+                    .iter()
+                    .map(|g| g.to_string())
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            )),
             BuilderError::NotLocal { local, .. } => Some(format!(
                 "local builders exist for glibc {}",
                 local

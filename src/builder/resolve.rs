@@ -111,13 +111,15 @@ pub struct ListedImage {
 }
 
 /// Chooses the builder for a baseline (or checks the one given with
-/// `--builder-image`), makes sure it is present, and checks the glibc
-/// inside it is not newer than the baseline.
+/// `--builder-image`; `only_source` is `--builder-source`), makes sure it
+/// is present, and checks the glibc inside it is not newer than the
+/// baseline.
 #[instrument(skip_all, fields(glibc = %glibc))]
 pub async fn resolve_builder(
     engine: &Engine,
     glibc: Glibc,
     image_override: Option<&str>,
+    only_source: Option<Source>,
     python_exe: Option<&str>,
 ) -> Result<ResolvedBuilder, BuilderError> {
     let catalog = Catalog::active()?;
@@ -129,7 +131,7 @@ pub async fn resolve_builder(
         catalog_says_shared,
     } = match image_override {
         Some(image) => chosen_by_user(engine, catalog, image).await?,
-        None => chosen_from_catalog(engine, catalog, glibc).await?,
+        None => chosen_from_catalog(engine, catalog, glibc, only_source).await?,
     };
     // Outputs name hermetic's own images the same way on every engine.
     let reference = match source {
@@ -262,11 +264,12 @@ async fn chosen_by_user(
 
 /// The catalog's default builder for the baseline; when that is an upstream
 /// image no registry answers for, the baseline's local builder (made now if
-/// it has not been).
+/// it has not been). With `only`, that source's builder or an error.
 async fn chosen_from_catalog(
     engine: &Engine,
     catalog: &Catalog,
     glibc: Glibc,
+    only: Option<Source>,
 ) -> Result<Chosen, BuilderError> {
     let local = |(reference, image_id): (String, String)| Chosen {
         reference,
@@ -276,7 +279,22 @@ async fn chosen_from_catalog(
         catalog_says_shared: true,
     };
     let entry = catalog.builder(glibc)?;
-    if entry.source == Source::Local {
+    let local_entry = catalog.local_builder(glibc);
+    let not_in_catalog = |wanted: Source| BuilderError::NoSuchBuilder {
+        glibc,
+        wanted,
+        baselines: catalog.baselines_with(wanted),
+    };
+    match only {
+        Some(Source::Local) if local_entry.is_none() => {
+            return Err(not_in_catalog(Source::Local));
+        }
+        Some(Source::Upstream) if entry.source != Source::Upstream => {
+            return Err(not_in_catalog(Source::Upstream));
+        }
+        _ => {}
+    }
+    if entry.source == Source::Local || only == Some(Source::Local) {
         return Ok(local(local_or_make(engine, catalog, glibc).await?));
     }
     let reference = entry.reference.clone().unwrap_or_default();
@@ -291,16 +309,19 @@ async fn chosen_from_catalog(
             python_prefix: entry.python_prefix.clone().unwrap_or_default(),
             catalog_says_shared: false,
         }),
-        Err(e @ EngineError::ImageUnavailable { .. }) => match catalog.local_builder(glibc) {
-            Some(fallback) => {
-                tracing::warn!(
-                    "{reference} is unavailable ({e}); using the local {} builder",
-                    fallback.kind
-                );
-                Ok(local(local_or_make(engine, catalog, glibc).await?))
+        Err(e @ EngineError::ImageUnavailable { .. }) => {
+            match local_entry.filter(|_| only.is_none()) {
+                Some(fallback) => {
+                    tracing::warn!(
+                        "{reference} is unavailable ({e}); using the local {} builder for glibc \
+                     {glibc}",
+                        fallback.kind
+                    );
+                    Ok(local(local_or_make(engine, catalog, glibc).await?))
+                }
+                None => Err(e.into()),
             }
-            None => Err(e.into()),
-        },
+        }
         Err(e) => Err(e.into()),
     }
 }
