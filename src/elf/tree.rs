@@ -22,10 +22,15 @@ use super::search::{expand_origin, parent_dir};
 const SNIFF_LEN: u64 = 512;
 /// The largest ELF entry of an archive that is read into memory and parsed.
 /// goblin parses from a byte slice and a tar stream cannot seek, so an ELF
-/// entry is held whole while it is parsed; a bigger one (a gzip bomb, or a
-/// library too big to audit from a stream) is a finding naming its size, and
-/// its bytes are read through, never kept.
+/// entry is held whole while it is parsed; a bigger one (libtorch, CUDA
+/// libraries, or a gzip bomb) is written to an unlinked temporary file and
+/// parsed from a read-only mapping of it: disk, and page cache the kernel
+/// can drop, instead of the process's own memory.
 pub const MAX_ARCHIVE_ELF: u64 = 128 << 20;
+/// The largest ELF entry audited at all from an archive (through a temporary
+/// file): a bigger one is a finding naming its size, and its bytes are read
+/// through, never kept.
+pub const MAX_SPILLED_ELF: u64 = 16 << 30;
 /// Bytes of archive entries held at once: when a batch reaches this, it is
 /// parsed in parallel and dropped before the stream is read on. With
 /// [`MAX_ARCHIVE_ELF`] this bounds the audit's memory by a constant, whatever
@@ -321,14 +326,23 @@ impl Tree {
                     .map_err(archive_err)?;
                 if has_elf_magic(&bytes) {
                     let size = entry.size();
-                    if size > MAX_ARCHIVE_ELF {
+                    if size > MAX_SPILLED_ELF {
                         // The tar reader skips the rest by reading it through.
                         let e = ElfError::TooLarge {
                             path: PathBuf::from(&rel),
                             size,
-                            limit: MAX_ARCHIVE_ELF,
+                            limit: MAX_SPILLED_ELF,
                         };
                         examined.push(Err((rel, e)));
+                        continue;
+                    }
+                    if size > MAX_ARCHIVE_ELF {
+                        let result =
+                            examine_spilled(&rel, &bytes, &mut entry, size).map_err(archive_err)?;
+                        examined.push(match result {
+                            Ok(facts) => Ok((rel, facts)),
+                            Err(e) => Err((rel, e)),
+                        });
                         continue;
                     }
                     // Exactly the entry's size, not read_to_end's doubling;
@@ -504,6 +518,32 @@ fn sniff(path: &Path) -> std::io::Result<Vec<u8>> {
 
 /// Examines files in parallel, keeping their order (so the first error is
 /// the same on every run).
+/// Examines a big ELF entry of a tar stream from an unlinked temporary file
+/// (`head` is what was already read of it), mapped read-only: memory stays
+/// bounded whatever the entry's size. The outer error is the stream's (or
+/// the temporary file's); the inner one the file's own.
+fn examine_spilled(
+    rel: &str,
+    head: &[u8],
+    rest: &mut impl Read,
+    size: u64,
+) -> std::io::Result<Result<Option<ElfFacts>, ElfError>> {
+    use std::io::Write;
+    let mut file = tempfile::tempfile()?;
+    file.write_all(head)?;
+    std::io::copy(
+        &mut rest.take(size.saturating_sub(head.len() as u64)),
+        &mut file,
+    )?;
+    file.flush()?;
+    // SAFETY: the file was created unlinked by this process and its only
+    // handle is `file`, which nothing writes to while the mapping lives; no
+    // other process can open it, so the mapped bytes cannot change under
+    // goblin's slice.
+    let map = unsafe { memmap2::Mmap::map(&file)? };
+    Ok(examine(rel, &map))
+}
+
 fn examine_all(files: Vec<(String, Vec<u8>)>) -> Vec<Examined> {
     files
         .into_par_iter()
