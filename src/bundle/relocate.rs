@@ -22,12 +22,17 @@
 //! landmarks are missing).
 
 use std::collections::BTreeMap;
+use std::io::Read;
 use std::path::{Path, PathBuf};
 
 use base64::Engine as _;
 use sha2::{Digest, Sha256};
 
 use super::launcher::relocatable_shebang;
+
+/// Bytes [`scan`] reads of a file at a time: its memory is this plus the
+/// longest needle, whatever the size of the files.
+const SCAN_CHUNK: usize = 1 << 20;
 
 /// Placeholder for the runtime prefix in sysconfig data.
 pub const PREFIX_PLACEHOLDER: &str = "@@HERMETIC_RUNTIME_PREFIX@@";
@@ -291,24 +296,79 @@ fn rewrite_pkgconfig(
     Some(out.into_bytes())
 }
 
-/// Scans every file under `top` for the build paths.
+/// Scans every file under `top` for the build paths, streaming each file in
+/// [`SCAN_CHUNK`]-byte chunks (a 4 GiB file costs no more than a small one).
 pub fn scan(top: &Path, paths: &BuildPaths) -> Result<Vec<Hit>, RelocateError> {
     let needles = paths.needles();
     let mut hits = Vec::new();
     for entry in walk_files(top)? {
-        let data = fs_err::read(&entry)?;
-        for needle in &needles {
-            if contains(&data, needle.as_bytes()) {
-                hits.push(Hit {
-                    path: rel(top, &entry),
-                    needle: needle.to_string(),
-                    elf: data.starts_with(b"\x7fELF"),
-                });
-                break;
-            }
+        let file = fs_err::File::open(&entry)?;
+        // fs_err names the file in open and read errors alike.
+        let found = find_needles(file, &needles, SCAN_CHUNK)?;
+        if let Some(index) = found.needle {
+            hits.push(Hit {
+                path: rel(top, &entry),
+                needle: needles[index].to_string(),
+                elf: found.elf,
+            });
         }
     }
     Ok(hits)
+}
+
+/// What [`find_needles`] found in one stream.
+#[derive(Debug, PartialEq, Eq)]
+struct Found {
+    /// The index of the first needle (in the given order) the stream contains.
+    needle: Option<usize>,
+    /// Whether the stream starts with the ELF magic.
+    elf: bool,
+}
+
+/// Reads `reader` through in `chunk`-byte pieces, keeping the last
+/// `longest needle - 1` bytes of each piece in front of the next so that a
+/// needle across a boundary is found. Stops early once the first needle is
+/// found, since no other can win over it.
+fn find_needles(mut reader: impl Read, needles: &[&str], chunk: usize) -> std::io::Result<Found> {
+    let overlap = needles
+        .iter()
+        .map(|n| n.len())
+        .max()
+        .unwrap_or(0)
+        .saturating_sub(1);
+    let mut buf = vec![0u8; overlap + chunk.max(1)];
+    let mut head = Vec::with_capacity(4);
+    let mut kept = 0;
+    let mut best: Option<usize> = None;
+    loop {
+        let n = match reader.read(&mut buf[kept..]) {
+            Ok(0) => break,
+            Ok(n) => n,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+            Err(e) => return Err(e),
+        };
+        if head.len() < 4 {
+            let want = (4 - head.len()).min(n);
+            head.extend_from_slice(&buf[kept..kept + want]);
+        }
+        let filled = kept + n;
+        let window = &buf[..filled];
+        let candidates = best.unwrap_or(needles.len());
+        best = needles[..candidates]
+            .iter()
+            .position(|needle| contains(window, needle.as_bytes()))
+            .or(best);
+        if best == Some(0) {
+            break;
+        }
+        // Keep the tail that could start a needle ending in the next piece.
+        kept = overlap.min(filled);
+        buf.copy_within(filled - kept..filled, 0);
+    }
+    Ok(Found {
+        needle: best,
+        elf: head == b"\x7fELF",
+    })
 }
 
 /// The hits that are errors: anything but the interpreter's compiled-in
@@ -385,6 +445,65 @@ pub(crate) fn walk_files(dir: &Path) -> std::io::Result<Vec<PathBuf>> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A reader that records the largest buffer it was asked to fill.
+    struct Probe<R> {
+        inner: R,
+        largest: usize,
+    }
+
+    impl<R: Read> Read for Probe<R> {
+        fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+            self.largest = self.largest.max(buf.len());
+            self.inner.read(buf)
+        }
+    }
+
+    #[test]
+    fn a_needle_across_a_chunk_boundary_is_found() {
+        let needles = ["/hermetic/out/app", "/hermetic"];
+        let data = b"0123456/hermetic/out/app/python";
+        // Every chunk size puts the boundary somewhere else in the needle,
+        // including one byte at a time.
+        for chunk in 1..data.len() + 2 {
+            let found = find_needles(&data[..], &needles, chunk).unwrap();
+            assert_eq!(found.needle, Some(0), "chunk {chunk}");
+            assert!(!found.elf);
+        }
+        // The shorter needle alone, split across chunks too.
+        let found = find_needles(&b"xx/hermetic/srcyy"[..], &needles, 3).unwrap();
+        assert_eq!(found.needle, Some(1));
+        let found = find_needles(&b"\x7fELF/hermetix"[..], &needles, 2).unwrap();
+        assert_eq!(
+            found,
+            Found {
+                needle: None,
+                elf: true
+            }
+        );
+    }
+
+    #[test]
+    fn a_big_stream_is_scanned_through_a_fixed_buffer() {
+        // 64 MiB of zeros (what a sparse file reads as), a needle at the end.
+        let zeros = std::io::repeat(0).take(64 << 20);
+        let inner = (&b"\x7fELF"[..]).chain(zeros).chain(&b"/hermetic/src"[..]);
+        let mut probe = Probe { inner, largest: 0 };
+        let needles = ["/hermetic/out/app", "/hermetic/src"];
+        let found = find_needles(&mut probe, &needles, 4096).unwrap();
+        assert_eq!(
+            found,
+            Found {
+                needle: Some(1),
+                elf: true
+            }
+        );
+        assert!(
+            probe.largest <= 4096 + 16,
+            "asked for {} bytes",
+            probe.largest
+        );
+    }
 
     fn paths() -> BuildPaths {
         BuildPaths {

@@ -49,6 +49,13 @@ pub enum ElfError {
     /// The file is named like a shared library but is not an ELF file.
     #[error("{} is named like a shared library but is not an ELF file ({reason})", path.display())]
     NotElf { path: PathBuf, reason: String },
+    /// An ELF entry of an archive is larger than the audit reads into memory.
+    #[error("{} is {size} bytes, more than the {limit} bytes an ELF file inside an archive may have to be audited; unpack the archive and audit the directory", path.display())]
+    TooLarge {
+        path: PathBuf,
+        size: u64,
+        limit: u64,
+    },
     /// A tar archive could not be read.
     #[error("cannot read archive {}: {reason}", path.display())]
     Archive { path: PathBuf, reason: String },

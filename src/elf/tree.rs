@@ -20,13 +20,27 @@ use super::search::{expand_origin, parent_dir};
 
 /// How many leading bytes decide what a file is.
 const SNIFF_LEN: u64 = 512;
+/// The largest ELF entry of an archive that is read into memory and parsed.
+/// goblin parses from a byte slice and a tar stream cannot seek, so an ELF
+/// entry is held whole while it is parsed; a bigger one (libtorch, CUDA
+/// libraries, or a gzip bomb) is written to an unlinked temporary file and
+/// parsed from a read-only mapping of it: disk, and page cache the kernel
+/// can drop, instead of the process's own memory.
+pub const MAX_ARCHIVE_ELF: u64 = 128 << 20;
+/// The largest ELF entry audited at all from an archive (through a temporary
+/// file): a bigger one is a finding naming its size, and its bytes are read
+/// through, never kept.
+pub const MAX_SPILLED_ELF: u64 = 16 << 30;
+/// Bytes of archive entries held at once: when a batch reaches this, it is
+/// parsed in parallel and dropped before the stream is read on. With
+/// [`MAX_ARCHIVE_ELF`] this bounds the audit's memory by a constant, whatever
+/// the archive's size.
+const ARCHIVE_BATCH_BYTES: u64 = 64 << 20;
 /// Symlink hops before a lookup gives up (Linux's own limit).
 const MAX_SYMLINK_HOPS: usize = 40;
 
 /// Links read from a tar stream, by path.
 type Links = Vec<(String, Entry)>;
-/// Files read from a tar stream: path and bytes.
-type Files = Vec<(String, Vec<u8>)>;
 
 /// One examined file: its facts, or what made it unreadable.
 type Examined = Result<(String, Option<ElfFacts>), (String, ElfError)>;
@@ -136,10 +150,10 @@ impl Tree {
                 other => io(std::io::Error::other(other.to_string())),
             };
             let mut reader = crate::archive::open_archive(path).map_err(archive_error)?;
-            let (links, files) = Self::read_tar(path, &mut reader)?;
-            // Only an intact archive is worth parsing.
+            let (links, examined) = Self::read_tar(path, &mut reader)?;
+            // Only an intact archive is worth reporting on.
             reader.finish().map_err(archive_error)?;
-            Self::assemble(path.to_path_buf(), links, files)
+            Self::assemble(path.to_path_buf(), links, examined)
         } else {
             // One file: it must be an ELF file, or there is nothing to audit.
             let bytes = std::fs::read(path).map_err(io)?;
@@ -162,7 +176,11 @@ impl Tree {
                 .filter(|p| !p.as_os_str().is_empty())
                 .unwrap_or(Path::new("."))
                 .to_path_buf();
-            Ok(Self::assemble(root, vec![], vec![(rel, bytes)])?)
+            Ok(Self::assemble(
+                root,
+                vec![],
+                examine_all(vec![(rel, bytes)]),
+            )?)
         }
     }
 
@@ -234,6 +252,16 @@ impl Tree {
                     .push((rel.clone(), format!("is not a valid ELF file: {reason}")));
                 self.insert_file(rel, None);
             }
+            Err((rel, ElfError::TooLarge { size, limit, .. })) => {
+                self.corrupt.push((
+                    rel.clone(),
+                    format!(
+                        "is an ELF file of {size} bytes, too large to audit from an archive \
+                         (the limit is {limit} bytes); unpack the archive and audit the directory"
+                    ),
+                ));
+                self.insert_file(rel, None);
+            }
             Err((rel, ElfError::NotElf { reason, .. })) => {
                 self.corrupt.push((
                     rel.clone(),
@@ -246,9 +274,10 @@ impl Tree {
         Ok(())
     }
 
-    /// The links and files (whole when ELF, else their first bytes) of a
-    /// tar stream.
-    fn read_tar(path: &Path, reader: impl Read) -> Result<(Links, Files), ElfError> {
+    /// The links of a tar stream and every file examined. Files are read
+    /// whole when ELF (up to [`MAX_ARCHIVE_ELF`]), else only their first
+    /// bytes, and parsed batch by batch so that memory stays bounded.
+    fn read_tar(path: &Path, reader: impl Read) -> Result<(Links, Vec<Examined>), ElfError> {
         let archive_err = |e: std::io::Error| match crate::archive::ArchiveError::from_io(e) {
             e if e.is_corrupt() => ElfError::CorruptArchive(e),
             e => ElfError::Archive {
@@ -258,7 +287,9 @@ impl Tree {
         };
         let mut archive = tar::Archive::new(reader);
         let mut links = Vec::new();
-        let mut files = Vec::new();
+        let mut examined = Vec::new();
+        let mut batch = Vec::new();
+        let mut batch_bytes = 0u64;
         for entry in archive.entries().map_err(archive_err)? {
             let mut entry = entry.map_err(archive_err)?;
             let raw = entry.path().map_err(archive_err)?.into_owned();
@@ -294,26 +325,48 @@ impl Tree {
                     .read_to_end(&mut bytes)
                     .map_err(archive_err)?;
                 if has_elf_magic(&bytes) {
-                    entry.read_to_end(&mut bytes).map_err(archive_err)?;
+                    let size = entry.size();
+                    if size > MAX_SPILLED_ELF {
+                        // The tar reader skips the rest by reading it through.
+                        let e = ElfError::TooLarge {
+                            path: PathBuf::from(&rel),
+                            size,
+                            limit: MAX_SPILLED_ELF,
+                        };
+                        examined.push(Err((rel, e)));
+                        continue;
+                    }
+                    if size > MAX_ARCHIVE_ELF {
+                        let result =
+                            examine_spilled(&rel, &bytes, &mut entry, size).map_err(archive_err)?;
+                        examined.push(match result {
+                            Ok(facts) => Ok((rel, facts)),
+                            Err(e) => Err((rel, e)),
+                        });
+                        continue;
+                    }
+                    // Exactly the entry's size, not read_to_end's doubling;
+                    // `take` holds the read to the limit whatever the header said.
+                    let rest = usize::try_from(size).unwrap_or(0);
+                    bytes.reserve_exact(rest.saturating_sub(bytes.len()));
+                    (&mut entry)
+                        .take(MAX_ARCHIVE_ELF - bytes.len() as u64)
+                        .read_to_end(&mut bytes)
+                        .map_err(archive_err)?;
                 }
-                files.push((rel, bytes));
+                batch_bytes += bytes.len() as u64;
+                batch.push((rel, bytes));
+                if batch_bytes >= ARCHIVE_BATCH_BYTES {
+                    examined.extend(examine_all(std::mem::take(&mut batch)));
+                    batch_bytes = 0;
+                }
             }
         }
-        Ok((links, files))
+        examined.extend(examine_all(batch));
+        Ok((links, examined))
     }
 
-    fn assemble(
-        root: PathBuf,
-        links: Vec<(String, Entry)>,
-        files: Vec<(String, Vec<u8>)>,
-    ) -> Result<Tree, ElfError> {
-        let read: Vec<Examined> = files
-            .into_par_iter()
-            .map(|(rel, bytes)| match examine(&rel, &bytes) {
-                Ok(facts) => Ok((rel, facts)),
-                Err(e) => Err((rel, e)),
-            })
-            .collect();
+    fn assemble(root: PathBuf, links: Links, read: Vec<Examined>) -> Result<Tree, ElfError> {
         let mut tree = Tree {
             root,
             ..Tree::default()
@@ -461,6 +514,44 @@ fn sniff(path: &Path) -> std::io::Result<Vec<u8>> {
         file.read_to_end(&mut bytes)?;
     }
     Ok(bytes)
+}
+
+/// Examines files in parallel, keeping their order (so the first error is
+/// the same on every run).
+/// Examines a big ELF entry of a tar stream from an unlinked temporary file
+/// (`head` is what was already read of it), mapped read-only: memory stays
+/// bounded whatever the entry's size. The outer error is the stream's (or
+/// the temporary file's); the inner one the file's own.
+fn examine_spilled(
+    rel: &str,
+    head: &[u8],
+    rest: &mut impl Read,
+    size: u64,
+) -> std::io::Result<Result<Option<ElfFacts>, ElfError>> {
+    use std::io::Write;
+    let mut file = tempfile::tempfile()?;
+    file.write_all(head)?;
+    std::io::copy(
+        &mut rest.take(size.saturating_sub(head.len() as u64)),
+        &mut file,
+    )?;
+    file.flush()?;
+    // SAFETY: the file was created unlinked by this process and its only
+    // handle is `file`, which nothing writes to while the mapping lives; no
+    // other process can open it, so the mapped bytes cannot change under
+    // goblin's slice.
+    let map = unsafe { memmap2::Mmap::map(&file)? };
+    Ok(examine(rel, &map))
+}
+
+fn examine_all(files: Vec<(String, Vec<u8>)>) -> Vec<Examined> {
+    files
+        .into_par_iter()
+        .map(|(rel, bytes)| match examine(&rel, &bytes) {
+            Ok(facts) => Ok((rel, facts)),
+            Err(e) => Err((rel, e)),
+        })
+        .collect()
 }
 
 fn rel_string(rel: &Path) -> String {
