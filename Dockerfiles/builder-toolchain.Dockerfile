@@ -13,7 +13,8 @@
 #
 # Built with the classic builder (Engine API 1.41): no BuildKit syntax.
 #
-# Build context: this file, hermetic-cc, and the ziglang wheel (downloaded
+# Build context: this file, hermetic-cc, hermetic-build-libraries, and the
+# ziglang wheel (downloaded
 # and checked by hermetic against ZIG_SHA256; checked again here).
 # Build args (all required):
 #   BASE, PYTHON_VERSION, PYTHON_URL, PYTHON_SHA256, SOURCE_DATE_EPOCH
@@ -21,8 +22,8 @@
 #   TARGET_GLIBC      the baseline, e.g. 2.28
 #   ZIG_WHEEL         file name of the ziglang wheel in the context
 #   ZIG_SHA256        its sha256
-#   SQLITE_URL        sqlite source tarball (Debian's .orig)
-#   SQLITE_SHA256     its sha256
+#   LIBRARIES         NAME=URL=SHA256 of each library built from source for
+#                     the baseline (Debian's .orig tarballs), space-separated
 
 ARG BASE
 FROM ${BASE}
@@ -35,12 +36,14 @@ ENV DEBIAN_FRONTEND=noninteractive \
 
 # Build tools and the -dev packages CPython's modules need, as in the distro
 # builder, minus libsqlite3-dev (built below), plus tcl (sqlite's build makes
-# its amalgamation with tclsh) and unzip (the ziglang wheel). gcc stays: a
+# its amalgamation with tclsh), unzip (the ziglang wheel) and autotools
+# (libxcrypt's source tarball ships no configure script). gcc stays: a
 # recipe may choose the distro's compiler (the audit then decides).
 RUN set -eux; \
     apt-get update; \
     apt-get install -y --no-install-recommends \
         build-essential patchelf pkg-config file ca-certificates curl tcl unzip \
+        autoconf automake libtool libltdl-dev \
         libssl-dev zlib1g-dev libffi-dev libbz2-dev liblzma-dev \
         uuid-dev libexpat1-dev libreadline-dev libncurses-dev; \
     apt-get clean; \
@@ -93,34 +96,19 @@ RUN set -eux; \
     rm -rf /opt/zig-cache/tmp; \
     chmod -R a+rX /opt/zig-cache
 
-ARG SQLITE_URL
-ARG SQLITE_SHA256
+ARG LIBRARIES
 
-# sqlite for the baseline, shared, into /usr/local (on ld.so's path; the
-# bundle vendors it from there).
+# The libraries the baseline needs built from source (sqlite for any
+# baseline before 2.29; OpenSSL, libuuid, libxcrypt before 2.25; libtirpc
+# and libnsl before 2.27),
+# shared, into /usr/local: on ld.so's path before the distro's, so CPython
+# links them and bundles vendor them. See hermetic-build-libraries.
+COPY hermetic-build-libraries /usr/local/bin/hermetic-build-libraries
 RUN set -eux; \
-    : "${SQLITE_URL:?build arg SQLITE_URL is required}"; \
-    : "${SQLITE_SHA256:?build arg SQLITE_SHA256 is required}"; \
-    export SOURCE_DATE_EPOCH ZIG_GLOBAL_CACHE_DIR=/tmp/zig-cache-root; \
-    cp -R /opt/zig-cache "$ZIG_GLOBAL_CACHE_DIR"; \
-    curl -fsSL --retry 3 -o /tmp/sqlite.tar.xz "$SQLITE_URL"; \
-    echo "${SQLITE_SHA256}  /tmp/sqlite.tar.xz" | sha256sum -c -; \
-    mkdir /tmp/sqlite-src; \
-    tar -xJf /tmp/sqlite.tar.xz -C /tmp/sqlite-src --strip-components=1 --no-same-owner; \
-    rm /tmp/sqlite.tar.xz; \
-    cd /tmp/sqlite-src; \
-    ./configure --prefix=/usr/local --enable-shared --disable-static --disable-tcl \
-        CFLAGS='-O2 -DSQLITE_ENABLE_FTS3 -DSQLITE_ENABLE_FTS4 -DSQLITE_ENABLE_FTS5 -DSQLITE_ENABLE_RTREE -DSQLITE_ENABLE_JSON1 -DSQLITE_ENABLE_COLUMN_METADATA'; \
-    make -j2 libsqlite3.la sqlite3.h sqlite3.pc; \
-    make lib_install; \
-    install -m 0644 sqlite3.h src/sqlite3ext.h /usr/local/include/; \
-    install -d /usr/local/lib/pkgconfig; \
-    install -m 0644 sqlite3.pc /usr/local/lib/pkgconfig/; \
-    rm -f /usr/local/lib/libsqlite3.la; \
-    cd /; \
-    rm -rf /tmp/sqlite-src "$ZIG_GLOBAL_CACHE_DIR"; \
-    ldconfig; \
-    rm -f /var/cache/ldconfig/aux-cache
+    : "${LIBRARIES:?build arg LIBRARIES is required}"; \
+    chmod 0755 /usr/local/bin/hermetic-build-libraries; \
+    export SOURCE_DATE_EPOCH; \
+    hermetic-build-libraries ${LIBRARIES}
 
 ARG PYTHON_VERSION
 ARG PYTHON_URL
@@ -144,8 +132,11 @@ RUN set -eux; \
     tar -xzf /tmp/python.tar.gz -C /tmp/python-src --strip-components=1 --no-same-owner; \
     rm /tmp/python.tar.gz; \
     cd /tmp/python-src; \
+    openssl=; \
+    if [ -f /usr/local/include/openssl/ssl.h ]; then openssl=--with-openssl=/usr/local; fi; \
     ./configure \
         --prefix="$PREFIX" \
+        $openssl \
         --enable-shared \
         --with-ensurepip=upgrade \
         CC=hermetic-cc CXX=hermetic-c++ \
@@ -161,6 +152,12 @@ RUN set -eux; \
     readelf -d "$PREFIX/bin/python$PYXY" | grep -F 'RUNPATH' | grep -qF '[$ORIGIN/../lib]'; \
     readelf -d "$PREFIX/bin/python$PYXY" | grep -F 'NEEDED' | grep -qF "[libpython$PYXY"; \
     "$PREFIX/bin/python3" -c 'import ssl, hashlib, ctypes, sqlite3, lzma, bz2, zlib, uuid, readline, pyexpat, _decimal, curses, _ctypes, _uuid'; \
+    "$PREFIX/bin/python3" -W ignore::DeprecationWarning -c 'import importlib, sys; [importlib.import_module(m) for m in sys.argv[1:]]; print("%d stdlib extension modules import" % (len(sys.argv) - 1))' \
+        _asyncio _bisect _blake2 _bz2 _contextvars _crypt _csv _ctypes _curses _curses_panel _datetime _decimal _elementtree \
+        _hashlib _heapq _json _lsprof _lzma _md5 _multibytecodec _multiprocessing _opcode _pickle _posixshmem _posixsubprocess \
+        _queue _random _sha1 _sha256 _sha3 _sha512 _socket _sqlite3 _ssl _statistics _struct _uuid _zoneinfo \
+        array audioop binascii cmath fcntl grp math mmap nis ossaudiodev pyexpat readline resource select spwd syslog \
+        termios unicodedata zlib; \
     "$PREFIX/bin/python3" -c 'import sysconfig; cc = sysconfig.get_config_var("CC"); assert cc.startswith("hermetic-cc"), cc'; \
     "$PREFIX/bin/python3" -m pip --version; \
     rm -rf /root/.cache

@@ -23,6 +23,8 @@ pub const BUILDER_DOCKERFILE: &str = include_str!("../Dockerfiles/builder-debian
 pub const TOOLCHAIN_DOCKERFILE: &str = include_str!("../Dockerfiles/builder-toolchain.Dockerfile");
 /// The compiler wrapper of toolchain builders (`hermetic-cc`, `hermetic-c++`).
 pub const TOOLCHAIN_CC: &str = include_str!("../Dockerfiles/hermetic-cc");
+/// How toolchain builders build their libraries from source.
+pub const TOOLCHAIN_LIBRARIES: &str = include_str!("../Dockerfiles/hermetic-build-libraries");
 /// Bumped when the way local images are made changes, to invalidate caches.
 const LOCAL_IMAGE_FORMAT: u32 = 1;
 
@@ -66,8 +68,40 @@ pub struct ToolchainConfig {
     pub dockerfile: String,
     /// The ziglang wheel (PyPI), downloaded by hermetic on the host.
     pub zig: PinnedDownload,
-    /// sqlite's source tarball (the distro's libsqlite3 needs a newer glibc).
-    pub sqlite: PinnedDownload,
+    /// Libraries built from source, in build order.
+    pub library: Vec<SourceLibrary>,
+}
+
+impl ToolchainConfig {
+    /// The libraries a builder for `glibc` builds from source: those whose
+    /// distro build needs a newer glibc than `glibc`, in catalog order.
+    pub fn libraries_for(&self, glibc: Glibc) -> Vec<&SourceLibrary> {
+        self.library.iter().filter(|l| glibc < l.below).collect()
+    }
+}
+
+/// A library a toolchain builder builds from source when the distro's build
+/// of it needs a newer glibc than the baseline.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct SourceLibrary {
+    /// Its name in `Dockerfiles/hermetic-build-libraries` (`build_<name>`).
+    pub name: String,
+    /// Its version, for people.
+    pub version: String,
+    /// Where its source tarball is fetched from.
+    pub url: String,
+    /// The tarball's SHA-256.
+    pub sha256: String,
+    /// Built for baselines older than this: the glibc the distro's build needs.
+    pub below: Glibc,
+}
+
+impl SourceLibrary {
+    /// The `NAME=URL=SHA256` argument of `hermetic-build-libraries`.
+    pub fn build_arg(&self) -> String {
+        format!("{}={}={}", self.name, self.url, self.sha256)
+    }
 }
 
 /// A file fetched by URL and checked against its SHA-256.
@@ -515,9 +549,16 @@ impl Catalog {
                 "base": self.base_inputs_hash(suite),
                 "source_date_epoch": self.local.source_date_epoch,
                 "python": self.local.python,
-                "toolchain": self.local.toolchain,
+                // Only the libraries this baseline builds: a library added
+                // for an older baseline leaves newer builders' keys alone.
+                "toolchain": {
+                    "dockerfile": self.local.toolchain.dockerfile,
+                    "zig": self.local.toolchain.zig,
+                    "libraries": self.local.toolchain.libraries_for(entry.glibc),
+                },
                 "dockerfile_sha256": sha(TOOLCHAIN_DOCKERFILE),
                 "cc_sha256": sha(TOOLCHAIN_CC),
+                "libraries_sha256": sha(TOOLCHAIN_LIBRARIES),
             }),
         };
         crate::archive::sha256_bytes(inputs.to_string().as_bytes())
@@ -713,7 +754,50 @@ mod tests {
         assert_eq!(b31.kind, Kind::Distro);
         assert_ne!(c.builder_inputs_hash(local), c.builder_inputs_hash(b31));
         assert_eq!(Kind::Toolchain.to_string(), "toolchain");
-        assert!(c.local_builder("2.17".parse().unwrap()).is_none());
+        let g17: Glibc = "2.17".parse().unwrap();
+        assert_eq!(c.builder(g17).unwrap().source, Source::Upstream);
+        assert_eq!(c.local_builder(g17).unwrap().kind, Kind::Toolchain);
+    }
+
+    #[test]
+    fn each_toolchain_baseline_builds_only_the_libraries_it_needs() {
+        let c = Catalog::embedded().unwrap();
+        let names = |g: &str| -> Vec<String> {
+            let toolchain = &c.local.toolchain;
+            toolchain
+                .libraries_for(g.parse().unwrap())
+                .iter()
+                .map(|l| l.name.clone())
+                .collect()
+        };
+        assert_eq!(names("2.28"), ["sqlite"]);
+        assert_eq!(
+            names("2.17"),
+            [
+                "sqlite",
+                "openssl",
+                "libuuid",
+                "libxcrypt",
+                "libtirpc",
+                "libnsl"
+            ]
+        );
+        assert!(names("2.29").is_empty());
+        // A library needed only below 2.25 leaves the 2.28 builder's key alone.
+        let g28 = c.local_builder("2.28".parse().unwrap()).unwrap();
+        let before = c.builder_inputs_hash(g28);
+        let mut more = c.clone();
+        more.local.toolchain.library[1].version = "9.9".into();
+        assert_eq!(more.builder_inputs_hash(g28), before);
+        more.local.toolchain.library[0].sha256 = "00".into();
+        assert_ne!(more.builder_inputs_hash(g28), before);
+        let arg = c.local.toolchain.library[0].build_arg();
+        assert!(
+            arg.starts_with("sqlite=http://")
+                && arg
+                    .ends_with("=d0cdd2ece271b29e7ce18095745d892517ee26d0f270065b3a25c2e9eb11639c"),
+            "{arg}"
+        );
     }
 
     #[test]

@@ -1,14 +1,19 @@
 //! Issue 13's proof: with no registry reachable (none is, from these
-//! machines), `hermetic build --glibc 2.28` falls back from the catalog's
-//! pinned manylinux_2_28 image to the local toolchain builder (bullseye, whose
-//! glibc is 2.31, with zig targeting 2.28 behind `hermetic-cc`). Shipped
-//! recipes and two packages nobody here wrote, built from their sdists (C:
-//! MarkupSafe; C++: kiwisolver), build, audit compliant at 2.28, and run moved
-//! and offline on bullseye (the oldest runtime here) and on trixie.
+//! machines), `hermetic build --glibc 2.17,2.28` falls back from the
+//! catalog's pinned manylinux images to the local toolchain builders
+//! (bullseye, whose glibc is 2.31, with zig targeting the baseline behind
+//! `hermetic-cc`; for 2.17 also OpenSSL, libuuid, libxcrypt, libtirpc and
+//! libnsl built from source). Every shipped recipe, and two packages nobody
+//! here wrote built from their sdists (C: MarkupSafe; C++: kiwisolver),
+//! builds for both baselines in one command, audits compliant at its
+//! baseline, and runs moved and offline on bullseye (the oldest runtime
+//! here) and on trixie. One recipe also builds for 2.17, 2.28 and 2.31 (a
+//! distro builder) in one command. A recipe that asks for the distro's g++
+//! (`[build] compiler = "distro"`) gets libstdc++, and the audit decides.
 //!
-//! The builder is made through hermetic itself and cached by its inputs
-//! hash: about 10 minutes the first time on a 2-core machine (apt, zig,
-//! sqlite and CPython), seconds afterwards.
+//! The builders are made through hermetic itself and cached by their inputs
+//! hash: about 10 (2.28) and 20 (2.17) minutes the first time on a 2-core
+//! machine, seconds afterwards.
 
 mod common;
 
@@ -25,13 +30,13 @@ fn hermetic(args: &[&str]) -> Output {
         .expect("run hermetic")
 }
 
-fn build_228(recipe: &Path, out: &Path) -> Output {
+fn build(recipe: &Path, glibc: &str, out: &Path) -> Output {
     hermetic(&[
         "build",
         "--recipe",
         recipe.to_str().unwrap(),
         "--glibc",
-        "2.28",
+        glibc,
         "--smoke-on",
         "bullseye",
         "--out",
@@ -42,135 +47,207 @@ fn build_228(recipe: &Path, out: &Path) -> Output {
 }
 
 #[tokio::test(flavor = "multi_thread")]
-async fn glibc_2_28_builds_without_a_registry_on_the_toolchain_builder() {
-    let test = "glibc_2_28_builds_without_a_registry_on_the_toolchain_builder";
+async fn glibc_2_17_and_2_28_build_without_a_registry_on_toolchain_builders() {
+    let test = "glibc_2_17_and_2_28_build_without_a_registry_on_toolchain_builders";
     let Some(engine) = common::engine_or_skip(test).await else {
         return;
     };
     let trixie = common::base_image(&engine, "trixie").await;
     common::base_image(&engine, "bullseye").await;
-    let builder = common::builder_image(&engine, "2.28").await;
+    let builders = [
+        ("2.17", common::builder_image(&engine, "2.17").await),
+        ("2.28", common::builder_image(&engine, "2.28").await),
+        ("2.31", common::builder_image(&engine, "2.31").await),
+    ];
 
-    // `images list` shows both 2.28 builders and which one is which.
+    // `images list` shows both builders of each toolchain baseline and
+    // which one is which.
     let list = hermetic(&["images", "list", "--json"]);
     assert!(list.status.success(), "{}", text(&list));
     let rows: serde_json::Value = serde_json::from_slice(&list.stdout).unwrap();
-    let rows_228: Vec<&serde_json::Value> = rows
-        .as_array()
-        .unwrap()
-        .iter()
-        .filter(|r| r["role"] == "builder" && r["glibc"] == "2.28")
-        .collect();
-    assert_eq!(rows_228.len(), 2, "{rows:#}");
-    assert!(
-        rows_228
+    for (glibc, builder) in &builders[..2] {
+        let rows: Vec<&serde_json::Value> = rows
+            .as_array()
+            .unwrap()
             .iter()
-            .any(|r| r["source"] == "upstream" && r["present"] == false),
-        "{rows:#}"
-    );
-    let local = rows_228
-        .iter()
-        .find(|r| r["source"] == "local")
-        .unwrap_or_else(|| panic!("no local 2.28 builder row: {rows:#}"));
-    assert_eq!(local["kind"], "toolchain", "{local}");
-    assert_eq!(local["image_id"], builder.as_str(), "{local}");
-    assert_eq!(local["stale"], false, "{local}");
+            .filter(|r| r["role"] == "builder" && r["glibc"] == *glibc)
+            .collect();
+        assert_eq!(rows.len(), 2, "{glibc}: {rows:#?}");
+        assert!(
+            rows.iter()
+                .any(|r| r["source"] == "upstream" && r["present"] == false),
+            "{glibc}: {rows:#?}"
+        );
+        let local = rows
+            .iter()
+            .find(|r| r["source"] == "local")
+            .unwrap_or_else(|| panic!("no local {glibc} builder row: {rows:#?}"));
+        assert_eq!(local["kind"], "toolchain", "{local}");
+        assert_eq!(local["image_id"], builder.as_str(), "{local}");
+        assert_eq!(local["stale"], false, "{local}");
+    }
 
     let work = tempfile::tempdir().unwrap();
+    let shipped = |name: &str| repo().join(format!("recipes/{name}/hermetic.toml"));
     let recipes = [
-        ("qr-cli", repo().join("recipes/qr-cli/hermetic.toml")),
-        (
-            "embed-launcher",
-            repo().join("recipes/embed-launcher/hermetic.toml"),
-        ),
+        ("qr-cli", shipped("qr-cli"), "2.17,2.28,2.31"),
+        ("embed-launcher", shipped("embed-launcher"), "2.17,2.28"),
+        ("pyyaml-libyaml", shipped("pyyaml-libyaml"), "2.17,2.28"),
+        ("local-project", shipped("local-project"), "2.17,2.28"),
         (
             "native-sdists",
             repo().join("tests/fixtures/native-sdists/hermetic.toml"),
+            "2.17,2.28",
         ),
     ];
-    for (label, recipe) in &recipes {
+    for (label, recipe, baselines) in &recipes {
         let out_dir = work.path().join(format!("out-{label}"));
-        let out = build_228(recipe, &out_dir);
+        let out = build(recipe, baselines, &out_dir);
         assert!(
             out.status.success(),
             "{label}: build failed\n{}",
             text(&out)
         );
         let stderr = String::from_utf8_lossy(&out.stderr);
-        assert!(
-            stderr.contains("is unavailable") && stderr.contains("local toolchain builder"),
-            "{label}: the fallback was not announced\n{stderr}"
-        );
         let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
-        let target = &report["targets"][0];
-        assert_eq!(target["glibc"], "2.28", "{label}: {target}");
-        assert_eq!(target["smoke"]["passed"], true, "{label}: {target}");
-        assert_eq!(target["smoke"]["suite"], "bullseye", "{label}: {target}");
+        let targets = report["targets"].as_array().unwrap();
+        let wanted: Vec<&str> = baselines.split(',').collect();
+        assert_eq!(targets.len(), wanted.len(), "{label}: {report:#}");
+        for (target, glibc) in targets.iter().zip(&wanted) {
+            let label = format!("{label} at {glibc}");
+            assert_eq!(target["glibc"], *glibc, "{label}: {target}");
+            assert_eq!(target["smoke"]["passed"], true, "{label}: {target}");
+            assert_eq!(target["smoke"]["suite"], "bullseye", "{label}: {target}");
+            let builder = &builders.iter().find(|(g, _)| g == glibc).unwrap().1;
+            if *glibc != "2.31" {
+                let announced = format!("local toolchain builder for glibc {glibc}");
+                assert!(
+                    stderr.contains("is unavailable") && stderr.contains(&announced),
+                    "{label}: the fallback was not announced\n{stderr}"
+                );
+            }
 
-        // The record names the toolchain builder the fallback chose.
-        let record: serde_json::Value = serde_json::from_slice(
-            &fs_err::read(out_dir.join(target["record"].as_str().unwrap())).unwrap(),
-        )
-        .unwrap();
-        assert_eq!(record["builder"]["image_id"], builder.as_str(), "{label}");
-
-        // The archive audits compliant at 2.28 on its own, not only inside
-        // the build.
-        let archive = out_dir.join(target["archive"].as_str().unwrap());
-        let audit = hermetic(&[
-            "audit",
-            "--glibc",
-            "2.28",
-            "--json",
-            archive.to_str().unwrap(),
-        ]);
-        assert!(audit.status.success(), "{label}: audit\n{}", text(&audit));
-        let audit: serde_json::Value = serde_json::from_slice(&audit.stdout).unwrap();
-        assert_eq!(audit["compliant"], true, "{label}: {audit:#}");
-        assert!(
-            audit["elf_files"].as_u64().unwrap() > 10,
-            "{label}: {audit}"
-        );
-
-        // Moved to another path, read-only, offline, on trixie, which has
-        // no Python: the smoke command still runs.
-        let moved = work.path().join(format!("moved-{label}"));
-        fs_err::create_dir_all(&moved).unwrap();
-        let reader = hermetic::archive::open_archive(&archive).unwrap();
-        tar::Archive::new(reader).unpack(&moved).unwrap();
-        let top = format!("/srv/elsewhere/{}", report["name"].as_str().unwrap());
-        let smoke = smoke_command(label);
-        let run = Command::new("docker")
-            .args(["run", "--rm", "--network", "none", "-v"])
-            .arg(format!("{}:/srv/elsewhere:ro", moved.display()))
-            .args(["-w", &top, &trixie])
-            .arg(format!("{top}/{}", smoke.0[0]))
-            .args(&smoke.0[1..])
-            .output()
+            // The record names the builder that was chosen.
+            let record: serde_json::Value = serde_json::from_slice(
+                &fs_err::read(out_dir.join(target["record"].as_str().unwrap())).unwrap(),
+            )
             .unwrap();
-        assert!(
-            run.status.success(),
-            "{label}: moved run on trixie\n{}",
-            text(&run)
-        );
-        let stdout = String::from_utf8_lossy(&run.stdout);
-        assert!(stdout.contains(smoke.1), "{label}: {}", text(&run));
+            assert_eq!(record["builder"]["image_id"], builder.as_str(), "{label}");
+
+            // The archive audits compliant at its baseline on its own, not
+            // only inside the build.
+            let archive = out_dir.join(target["archive"].as_str().unwrap());
+            let audit = hermetic(&[
+                "audit",
+                "--glibc",
+                glibc,
+                "--json",
+                archive.to_str().unwrap(),
+            ]);
+            assert!(audit.status.success(), "{label}: audit\n{}", text(&audit));
+            let audit: serde_json::Value = serde_json::from_slice(&audit.stdout).unwrap();
+            assert_eq!(audit["compliant"], true, "{label}: {audit:#}");
+            assert!(
+                audit["elf_files"].as_u64().unwrap() > 10,
+                "{label}: {audit}"
+            );
+
+            // Moved to another path, read-only, offline, on trixie, which
+            // has no Python: the smoke command still runs.
+            let moved = work.path().join(format!("moved-{label}").replace(' ', "-"));
+            fs_err::create_dir_all(&moved).unwrap();
+            let reader = hermetic::archive::open_archive(&archive).unwrap();
+            tar::Archive::new(reader).unpack(&moved).unwrap();
+            let top = format!("/srv/elsewhere/{}", report["name"].as_str().unwrap());
+            let (argv, expect) = smoke_command(recipe);
+            let run = Command::new("docker")
+                .args(["run", "--rm", "--network", "none", "-v"])
+                .arg(format!("{}:/srv/elsewhere:ro", moved.display()))
+                .args(["-w", &top, &trixie])
+                .arg(format!("{top}/{}", argv[0]))
+                .args(&argv[1..])
+                .output()
+                .unwrap();
+            assert!(
+                run.status.success(),
+                "{label}: moved run on trixie\n{}",
+                text(&run)
+            );
+            let stdout = String::from_utf8_lossy(&run.stdout);
+            assert!(stdout.contains(&expect), "{label}: {}", text(&run));
+        }
     }
 }
 
-/// What each recipe's smoke test runs (relative to the bundle's top), and
-/// what it must print.
-fn smoke_command(label: &str) -> (&'static [&'static str], &'static str) {
-    match label {
-        "qr-cli" => (&["qr", "--factory=pil", "hermetic"], "PNG"),
-        "embed-launcher" => (&["bin/launcher", "--smoke-python"], "smoke-python ok 3.11"),
-        _ => (
-            &[
-                "python/runtime/bin/python3",
-                "-c",
-                "import markupsafe._speedups, kiwisolver; print('native', markupsafe.escape('<a>'))",
-            ],
-            "native &lt;a&gt;",
-        ),
+/// A recipe's own smoke command and expected output, read from the recipe
+/// (argv[0] a launcher or a bundle-relative path).
+fn smoke_command(recipe: &Path) -> (Vec<String>, String) {
+    let loaded = hermetic::recipe::Recipe::load(recipe).unwrap();
+    (
+        loaded.smoke.command,
+        loaded.smoke.expect.unwrap_or_default(),
+    )
+}
+
+/// `[build] compiler = "distro"` on a toolchain builder: the C++ extension
+/// is compiled by bullseye's g++ against libstdc++ (which the manylinux
+/// policies allow from the system, up to the baseline's GLIBCXX version)
+/// instead of zig's static libc++, and the audit decides.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_recipe_may_choose_the_distro_compiler_on_a_toolchain_builder() {
+    let test = "a_recipe_may_choose_the_distro_compiler_on_a_toolchain_builder";
+    let Some(engine) = common::engine_or_skip(test).await else {
+        return;
+    };
+    common::base_image(&engine, "bullseye").await;
+    common::builder_image(&engine, "2.28").await;
+
+    let work = tempfile::tempdir().unwrap();
+    let project = work.path().join("native-sdists");
+    fs_err::create_dir_all(&project).unwrap();
+    let fixture = repo().join("tests/fixtures/native-sdists");
+    for name in ["requirements.txt", "build-requirements.txt"] {
+        fs_err::copy(fixture.join(name), project.join(name)).unwrap();
     }
+    let recipe = fs_err::read_to_string(fixture.join("hermetic.toml")).unwrap();
+    fs_err::write(
+        project.join("hermetic.toml"),
+        format!(
+            "{}\n[build]\ncompiler = \"distro\"\n",
+            recipe.replace(
+                "python = \"3.11\"",
+                "python = \"3.11\"\nsource_date_epoch = 1700000000"
+            )
+        ),
+    )
+    .unwrap();
+    let out_dir = work.path().join("out");
+    let out = build(&project.join("hermetic.toml"), "2.28", &out_dir);
+    assert!(out.status.success(), "build failed\n{}", text(&out));
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let target = &report["targets"][0];
+    assert_eq!(target["smoke"]["passed"], true, "{target}");
+
+    let archive = out_dir.join(target["archive"].as_str().unwrap());
+    let moved = work.path().join("unpacked");
+    let reader = hermetic::archive::open_archive(&archive).unwrap();
+    tar::Archive::new(reader).unpack(&moved).unwrap();
+    let cext = walkdir::WalkDir::new(&moved)
+        .into_iter()
+        .map(|e| e.unwrap().into_path())
+        .find(|p| {
+            p.file_name().is_some_and(|n| {
+                let n = n.to_string_lossy();
+                n.starts_with("_cext") && n.ends_with(".so")
+            })
+        })
+        .expect("kiwisolver's _cext extension in the bundle");
+    let elf = fs_err::read(&cext).unwrap();
+    let elf = goblin::elf::Elf::parse(&elf).unwrap();
+    assert!(
+        elf.libraries.contains(&"libstdc++.so.6"),
+        "{} should link the system libstdc++: {:?}",
+        cext.display(),
+        elf.libraries
+    );
 }

@@ -11,7 +11,9 @@ use tracing::{info, instrument};
 
 use super::lock::{Lock, LockedImage};
 use super::{BuilderError, download, ms, rootfs};
-use crate::catalog::{BUILDER_DOCKERFILE, Catalog, Kind, TOOLCHAIN_CC, TOOLCHAIN_DOCKERFILE};
+use crate::catalog::{
+    BUILDER_DOCKERFILE, Catalog, Kind, TOOLCHAIN_CC, TOOLCHAIN_DOCKERFILE, TOOLCHAIN_LIBRARIES,
+};
 use crate::elf::audit::Finding;
 use crate::engine::{BuildImageSpec, Engine};
 use crate::glibc::Glibc;
@@ -111,14 +113,26 @@ pub(super) async fn make_local_builder(
                     toolchain.zig.file_name().to_string(),
                 ),
                 ("ZIG_SHA256".to_string(), toolchain.zig.sha256.clone()),
-                ("SQLITE_URL".to_string(), toolchain.sqlite.url.clone()),
-                ("SQLITE_SHA256".to_string(), toolchain.sqlite.sha256.clone()),
+                (
+                    "LIBRARIES".to_string(),
+                    toolchain
+                        .libraries_for(glibc)
+                        .iter()
+                        .map(|l| l.build_arg())
+                        .collect::<Vec<_>>()
+                        .join(" "),
+                ),
             ]);
             let name = toolchain.dockerfile.clone();
             let context = build_context(
                 &[
                     (name.as_str(), TOOLCHAIN_DOCKERFILE.as_bytes(), 0o644),
                     ("hermetic-cc", TOOLCHAIN_CC.as_bytes(), 0o755),
+                    (
+                        "hermetic-build-libraries",
+                        TOOLCHAIN_LIBRARIES.as_bytes(),
+                        0o755,
+                    ),
                 ],
                 &[(toolchain.zig.file_name(), wheel.as_path())],
             )?;
