@@ -267,8 +267,58 @@ impl<'a> tracing_subscriber::fmt::MakeWriter<'a> for StderrLog {
     }
 }
 
+/// How many items of a long list a message shows.
+pub const LIST_SHOWN: usize = 8;
+
+/// A list of items (files, libraries, report lines) for one message: all of
+/// them when there are at most [`LIST_SHOWN`]; else the first few, the
+/// count, and the file the whole list was written to (under the log
+/// directory, named after `what`), so that one error stays a readable line
+/// however many files it is about. `sep` joins the items shown.
+pub fn capped_list(what: &str, items: &[String], sep: &str) -> String {
+    if items.len() <= LIST_SHOWN {
+        return items.join(sep);
+    }
+    let shown = items[..LIST_SHOWN].join(sep);
+    let more = items.len() - LIST_SHOWN;
+    let dir = crate::paths::log_dir();
+    let file = dir.join(format!("{what}-{}.txt", std::process::id()));
+    let written =
+        fs_err::create_dir_all(&dir).and_then(|()| fs_err::write(&file, items.join("\n") + "\n"));
+    match written {
+        Ok(()) => format!(
+            "{shown}{sep}… and {more} more ({} in all; full list: {})",
+            items.len(),
+            file.display()
+        ),
+        Err(_) => format!("{shown}{sep}… and {more} more ({} in all)", items.len()),
+    }
+}
+
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn a_long_list_shows_the_first_items_the_count_and_the_file() {
+        let few: Vec<String> = (0..3).map(|i| format!("f{i}")).collect();
+        assert_eq!(super::capped_list("t", &few, ", "), "f0, f1, f2");
+        let many: Vec<String> = (0..5000).map(|i| format!("lib/file{i}.so")).collect();
+        let text = super::capped_list("test-list", &many, ", ");
+        assert!(text.len() < 400, "{text}");
+        assert!(text.starts_with("lib/file0.so, lib/file1.so"), "{text}");
+        assert!(
+            text.contains("and 4992 more (5000 in all; full list: "),
+            "{text}"
+        );
+        let path = text
+            .rsplit("full list: ")
+            .next()
+            .unwrap()
+            .trim_end_matches(')');
+        let full = std::fs::read_to_string(path).unwrap();
+        assert_eq!(full.lines().count(), 5000);
+        std::fs::remove_file(path).unwrap();
+    }
+
     use super::*;
 
     #[test]

@@ -343,7 +343,9 @@ async fn build_target(
         .map(|h| format!("{} ({})", h.path, h.needle))
         .collect();
     if !forbidden.is_empty() {
-        return Err(BuildError::BuildPaths { files: forbidden });
+        return Err(BuildError::BuildPaths {
+            files: crate::term::capped_list("build-paths", &forbidden, ", "),
+        });
     }
 
     // The repair's promise, checked on the finished tree: every ELF file
@@ -352,9 +354,10 @@ async fn build_target(
     let tree = crate::elf::tree::Tree::scan(&top)?;
     let audit = crate::elf::audit::audit(&tree, policy)?;
     if !audit.compliant {
+        let lines: Vec<String> = audit.render_text().lines().map(String::from).collect();
         return Err(BuildError::NotCompliant {
             glibc: target.glibc,
-            report: audit.render_text(),
+            report: crate::term::capped_list("audit-findings", &lines, "\n"),
         });
     }
     let elf_files: Vec<String> = tree
@@ -610,7 +613,7 @@ fn snapshot_context(
             "{} untracked file(s) in {} left out of the build context (git rule): {}",
             left_out.len(),
             src.display(),
-            left_out.join(", ")
+            crate::term::capped_list("left-out", &left_out, ", ")
         );
     }
     Ok(if tracked.is_some() {
@@ -678,8 +681,11 @@ pub enum BuildError {
         log: PathBuf,
     },
 
-    #[error("the bundle still refers to build paths in: {}", files.join(", "))]
-    BuildPaths { files: Vec<String> },
+    #[error("the bundle still refers to build paths in: {files}")]
+    BuildPaths {
+        /// The files, capped for one line ([`crate::term::capped_list`]).
+        files: String,
+    },
 
     #[error("after repair the bundle still does not comply with glibc {glibc}:\n{report}")]
     NotCompliant { glibc: Glibc, report: String },

@@ -83,9 +83,9 @@ pub enum ElfError {
         reason: String,
     },
     /// A repair plan left libraries that no search path provides.
-    #[error("repair cannot find these libraries in the builder: {}", .missing.join(", "))]
+    #[error("repair cannot find these libraries in the builder: {missing}")]
     Unresolved {
-        /// `soname (needed by file)` entries.
-        missing: Vec<String>,
+        /// `soname (needed by file)` entries, capped for one line.
+        missing: String,
     },
 }

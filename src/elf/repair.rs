@@ -392,12 +392,13 @@ impl RepairPlan {
         if self.unresolved.is_empty() {
             return Ok(());
         }
+        let missing: Vec<String> = self
+            .unresolved
+            .iter()
+            .map(|u| format!("{} (needed by {})", u.soname, u.needed_by))
+            .collect();
         Err(ElfError::Unresolved {
-            missing: self
-                .unresolved
-                .iter()
-                .map(|u| format!("{} (needed by {})", u.soname, u.needed_by))
-                .collect(),
+            missing: crate::term::capped_list("unresolved-libraries", &missing, ", "),
         })
     }
 
