@@ -92,19 +92,8 @@ pub struct ExecArgs {
     /// Baseline whose builder to use.
     #[arg(long)]
     pub glibc: Glibc,
-    /// Use this image instead of the catalog's (name@sha256:… or image ID);
-    /// it is still checked against the baseline.
-    #[arg(long, value_name = "IMAGE")]
-    pub builder_image: Option<String>,
-    /// Use only the catalog's upstream or only its local builder.
-    #[arg(
-        long,
-        value_enum,
-        value_name = "SOURCE",
-        env = "HERMETIC_BUILDER_SOURCE",
-        conflicts_with = "builder_image"
-    )]
-    pub builder_source: Option<BuilderSourceArg>,
+    #[command(flatten)]
+    pub builder: BuilderChoiceArgs,
     /// Allow network access (and hand in the host's CA bundle).
     #[arg(long)]
     pub network: bool,
@@ -124,19 +113,8 @@ pub struct BuildArgs {
     /// Output directory.
     #[arg(long, default_value = "dist", env = "HERMETIC_OUT")]
     pub out: PathBuf,
-    /// Use this builder image instead of the catalog's (still checked).
-    #[arg(long, value_name = "IMAGE")]
-    pub builder_image: Option<String>,
-    /// Use only the catalog's upstream (pinned, pulled) or only its local
-    /// builder; default: upstream, and the local one when no registry answers.
-    #[arg(
-        long,
-        value_enum,
-        value_name = "SOURCE",
-        env = "HERMETIC_BUILDER_SOURCE",
-        conflicts_with = "builder_image"
-    )]
-    pub builder_source: Option<BuilderSourceArg>,
+    #[command(flatten)]
+    pub builder: BuilderChoiceArgs,
     /// Runtime image (Debian suite) to smoke-test on (default: the newest).
     #[arg(long, value_name = "SUITE")]
     pub smoke_on: Option<String>,
@@ -310,6 +288,25 @@ impl Cli {
     }
 }
 
+/// Which builder `build` and `exec` run in, when not the catalog's default.
+#[derive(Debug, Args)]
+pub struct BuilderChoiceArgs {
+    /// Use this builder image instead of the catalog's (name@sha256:… or
+    /// image ID); it is still checked against the baseline.
+    #[arg(long, value_name = "IMAGE")]
+    pub builder_image: Option<String>,
+    /// Use only the catalog's upstream (pinned, pulled) or only its local
+    /// builder; default: upstream, and the local one when no registry answers.
+    #[arg(
+        long,
+        value_enum,
+        value_name = "SOURCE",
+        env = "HERMETIC_BUILDER_SOURCE",
+        conflicts_with = "builder_image"
+    )]
+    pub builder_source: Option<BuilderSourceArg>,
+}
+
 /// `--builder-source`.
 #[derive(Debug, Clone, Copy, clap::ValueEnum)]
 pub enum BuilderSourceArg {
@@ -343,8 +340,8 @@ impl From<ExecArgs> for app::ExecSettings {
     fn from(a: ExecArgs) -> Self {
         app::ExecSettings {
             glibc: a.glibc,
-            builder_image: a.builder_image,
-            builder_source: a.builder_source.map(Into::into),
+            builder_image: a.builder.builder_image,
+            builder_source: a.builder.builder_source.map(Into::into),
             network: a.network,
             command: a.command,
         }
@@ -358,8 +355,8 @@ impl From<BuildArgs> for app::BuildCommandSettings {
             settings: hermetic::plan::BuildSettings {
                 glibc: a.glibc,
                 out_dir: a.out,
-                builder_image: a.builder_image,
-                builder_source: a.builder_source.map(Into::into),
+                builder_image: a.builder.builder_image,
+                builder_source: a.builder.builder_source.map(Into::into),
                 smoke_suite: a.smoke_on,
                 rebuild: a.rebuild,
                 replay: None,

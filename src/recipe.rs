@@ -697,28 +697,21 @@ impl Recipe {
 
         // [archive]
         let compression = archive_compression(cx, &archive)?;
-        let bytecode = match install.bytecode.as_ref().map(|b| (b.get_ref().as_str(), b)) {
-            None | Some(("none", _)) => Bytecode::None,
-            Some(("checked-hash", _)) => Bytecode::CheckedHash,
-            Some((other, b)) => {
-                return Err(cx.invalid(
-                    b.span(),
-                    "install.bytecode",
-                    &format!("`{other}` is not \"none\" or \"checked-hash\""),
-                ));
-            }
-        };
-        let compiler = match build.compiler.as_ref().map(|c| (c.get_ref().as_str(), c)) {
-            None | Some(("builder", _)) => Compiler::Builder,
-            Some(("distro", _)) => Compiler::Distro,
-            Some((other, c)) => {
-                return Err(cx.invalid(
-                    c.span(),
-                    "build.compiler",
-                    &format!("`{other}` is not \"builder\" or \"distro\""),
-                ));
-            }
-        };
+        let bytecode = one_of(
+            cx,
+            install.bytecode.as_ref(),
+            "install.bytecode",
+            &[
+                ("none", Bytecode::None),
+                ("checked-hash", Bytecode::CheckedHash),
+            ],
+        )?;
+        let compiler = one_of(
+            cx,
+            build.compiler.as_ref(),
+            "build.compiler",
+            &[("builder", Compiler::Builder), ("distro", Compiler::Distro)],
+        )?;
 
         Ok(LoadedRecipe {
             path: cx.path.to_owned(),
@@ -766,6 +759,31 @@ impl Recipe {
             },
             compression,
         })
+    }
+}
+
+/// A key whose value is one of a few names: the value of the name given,
+/// the first (the default) when the key is absent, an error naming the key,
+/// the value and the names otherwise.
+fn one_of<T: Copy>(
+    cx: &Cx,
+    value: Option<&Spanned<String>>,
+    key: &str,
+    names: &[(&str, T)],
+) -> Result<T, RecipeError> {
+    let Some(value) = value else {
+        return Ok(names[0].1);
+    };
+    match names.iter().find(|(n, _)| n == value.get_ref()) {
+        Some((_, v)) => Ok(*v),
+        None => {
+            let listed: Vec<String> = names.iter().map(|(n, _)| format!("\"{n}\"")).collect();
+            Err(cx.invalid(
+                value.span(),
+                key,
+                &format!("`{}` is not {}", value.get_ref(), listed.join(" or ")),
+            ))
+        }
     }
 }
 
