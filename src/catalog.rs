@@ -189,6 +189,27 @@ impl std::fmt::Display for Kind {
     }
 }
 
+/// The package manager family of a builder's distro, which decides which of
+/// a recipe's `system_packages` lists applies and how it is installed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Deserialize, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum PackageFamily {
+    /// Debian and Ubuntu: apt, `.deb` names (`libyaml-dev`).
+    Deb,
+    /// RHEL, AlmaLinux, CentOS (every manylinux image): dnf or yum, RPM
+    /// names (`libyaml-devel`).
+    Rpm,
+}
+
+impl std::fmt::Display for PackageFamily {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            PackageFamily::Deb => "deb",
+            PackageFamily::Rpm => "rpm",
+        })
+    }
+}
+
 /// One builder in the catalog. A baseline has at most one upstream and at
 /// most one local builder; with both, the upstream one is the default and
 /// the local one what is used when no registry answers.
@@ -208,9 +229,24 @@ pub struct BuilderEntry {
     pub suite: Option<String>,
     /// Upstream: where its (static) CPython lives.
     pub python_prefix: Option<String>,
+    /// Upstream: its distro's package family, when the catalog knows it
+    /// (local builders are Debian). Unknown families are found by asking
+    /// the image when the build resolves it.
+    #[serde(default)]
+    pub family: Option<PackageFamily>,
     /// Which catalog file the entry comes from.
     #[serde(skip)]
     pub origin: Origin,
+}
+
+impl BuilderEntry {
+    /// Its distro's package family, when known without asking the image.
+    pub fn package_family(&self) -> Option<PackageFamily> {
+        match self.source {
+            Source::Local => Some(PackageFamily::Deb),
+            Source::Upstream => self.family,
+        }
+    }
 }
 
 /// Where a catalog entry comes from: the catalog shipped in this binary, or
@@ -243,6 +279,7 @@ impl std::fmt::Display for Origin {
 /// glibc = "2.28"
 /// reference = "registry.example/pypa/manylinux_2_28_x86_64@sha256:<64 hex>"
 /// python_prefix = "/opt/python/cp311-cp311"   # optional: probed anyway
+/// family = "rpm"        # optional: "deb" or "rpm", else asked of the image
 /// ```
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -261,6 +298,8 @@ struct UserBuilder {
     source: Source,
     reference: String,
     python_prefix: Option<String>,
+    /// `deb` or `rpm`, when known; else asked of the image at build time.
+    family: Option<PackageFamily>,
 }
 
 fn upstream() -> Source {
@@ -380,6 +419,7 @@ impl Catalog {
                 reference: Some(b.reference),
                 suite: None,
                 python_prefix: b.python_prefix,
+                family: b.family,
                 origin: origin.clone(),
             };
             match self
@@ -411,6 +451,14 @@ impl Catalog {
                 Source::Local if b.suite.is_none() => {
                     return Err(CatalogError::Invalid {
                         reason: format!("local builder {} has no suite", b.glibc),
+                    });
+                }
+                Source::Local if b.family.is_some_and(|f| f != PackageFamily::Deb) => {
+                    return Err(CatalogError::Invalid {
+                        reason: format!(
+                            "local builder {} is made from Debian: its family is deb",
+                            b.glibc
+                        ),
                     });
                 }
                 Source::Upstream if b.kind == Kind::Toolchain => {
@@ -447,6 +495,17 @@ impl Catalog {
             .iter()
             .find(|b| b.glibc == glibc)
             .ok_or_else(|| self.unknown(glibc))
+    }
+
+    /// The package family of the builder a build of this baseline starts
+    /// with (`--builder-source` is `only`), when the catalog knows it: the
+    /// fallback to the local builder when no registry answers is decided
+    /// only when the build runs, and asked about again then.
+    pub fn planned_family(&self, glibc: Glibc, only: Option<Source>) -> Option<PackageFamily> {
+        match only {
+            Some(Source::Local) => self.local_builder(glibc)?.package_family(),
+            _ => self.builder(glibc).ok()?.package_family(),
+        }
     }
 
     /// The locally made builder for a baseline, if the catalog has one.
@@ -616,7 +675,8 @@ impl CatalogError {
             }
             CatalogError::User { .. } => Some(
                 "a user catalog has `format = 1` and [[builder]] entries with glibc, \
-                 reference = \"name@sha256:<digest>\" and optionally python_prefix"
+                 reference = \"name@sha256:<digest>\" and optionally python_prefix and \
+                 family (\"deb\" or \"rpm\")"
                     .into(),
             ),
             _ => None,

@@ -81,7 +81,11 @@ pub struct TargetPlan {
     /// Runtime Python version wanted, e.g. "3.11".
     pub python: String,
     pub install: InstallPlan,
-    pub system_packages: Vec<String>,
+    /// The recipe's system packages, per package family.
+    pub system_packages: crate::recipe::SystemPackages,
+    /// The family of the builder the build starts with, when the catalog
+    /// knows it (else the image is asked when the build resolves it).
+    pub package_family: Option<crate::catalog::PackageFamily>,
     pub commands: Vec<String>,
     pub collect: Vec<CollectPlan>,
     pub launchers: Vec<String>,
@@ -183,6 +187,53 @@ pub enum PlanError {
     Catalog(#[from] crate::catalog::CatalogError),
     #[error(transparent)]
     Replay(#[from] ReplayError),
+    #[error(transparent)]
+    Family(#[from] UncoveredFamily),
+}
+
+/// A builder whose package family the recipe's system packages do not
+/// cover: caught while planning when the catalog knows the family, and
+/// when the build resolves the builder otherwise, before anything is
+/// fetched.
+#[derive(Debug, thiserror::Error)]
+#[error(
+    "glibc {glibc}: the builder {builder} installs {family} packages, and the recipe's \
+     build.system_packages has no {family} list ({given})"
+)]
+pub struct UncoveredFamily {
+    pub glibc: Glibc,
+    pub family: crate::catalog::PackageFamily,
+    pub builder: String,
+    /// What the recipe does give.
+    pub given: String,
+}
+
+impl UncoveredFamily {
+    /// A line the user can act on.
+    pub fn help() -> String {
+        "give a list per family, e.g. system_packages = { deb = [\"libyaml-dev\"], rpm = \
+         [\"libyaml-devel\"] } (an empty list for a family that needs none), or choose a \
+         builder of a covered family (--builder-source local is Debian)"
+            .into()
+    }
+
+    /// The recipe's list for `family`, or this error.
+    pub fn check<'a>(
+        packages: &'a crate::recipe::SystemPackages,
+        family: crate::catalog::PackageFamily,
+        glibc: Glibc,
+        builder: &str,
+    ) -> Result<&'a [String], UncoveredFamily> {
+        packages.for_family(family).ok_or_else(|| {
+            let given: Vec<String> = packages.families().iter().map(|f| f.to_string()).collect();
+            UncoveredFamily {
+                glibc,
+                family,
+                builder: builder.to_string(),
+                given: format!("it gives {} only; a plain list is deb", given.join(" and ")),
+            }
+        })
+    }
 }
 
 impl PlanError {
@@ -190,6 +241,7 @@ impl PlanError {
     pub fn help(&self) -> Option<String> {
         match self {
             PlanError::Replay(_) => Some(ReplayError::help()),
+            PlanError::Family(_) => Some(UncoveredFamily::help()),
             PlanError::Catalog(e) => e.help(),
             _ => None,
         }
@@ -255,7 +307,22 @@ pub fn from_recipe(
 
     let mut targets = Vec::new();
     for glibc in baselines {
-        catalog.builder(glibc)?;
+        let entry = catalog.builder(glibc)?;
+        // A recipe that cannot install its packages in the builder the
+        // build starts with stops here, not after a pull.
+        let package_family = match settings.builder_image {
+            Some(_) => None,
+            None => catalog.planned_family(glibc, settings.builder_source),
+        };
+        if let Some(family) = package_family {
+            let builder = match (settings.builder_source, &entry.reference) {
+                (Some(crate::catalog::Source::Local), _) | (_, None) => {
+                    format!("local glibc {glibc} builder")
+                }
+                (_, Some(reference)) => reference.clone(),
+            };
+            UncoveredFamily::check(&recipe.build.system_packages, family, glibc, &builder)?;
+        }
         let smoke_suite = match &settings.smoke_suite {
             Some(s) => {
                 catalog.runtime(s)?;
@@ -288,7 +355,7 @@ pub fn from_recipe(
             project: project.clone(),
             bytecode: recipe.install.bytecode,
         };
-        let steps = steps_for(recipe, &install, glibc, &smoke_suite);
+        let steps = steps_for(recipe, &install, glibc, &smoke_suite, package_family);
         targets.push(TargetPlan {
             glibc,
             builder_override: settings.builder_image.clone(),
@@ -296,6 +363,7 @@ pub fn from_recipe(
             python: recipe.python.clone(),
             install,
             system_packages: recipe.build.system_packages.clone(),
+            package_family,
             commands: recipe.build.commands.clone(),
             collect: recipe
                 .build
@@ -402,6 +470,7 @@ fn steps_for(
     install: &InstallPlan,
     glibc: Glibc,
     smoke_suite: &str,
+    family: Option<crate::catalog::PackageFamily>,
 ) -> Vec<StepPlan> {
     let step = |phase, network, description: String| StepPlan {
         phase,
@@ -413,15 +482,23 @@ fn steps_for(
         false,
         format!("resolve the glibc {glibc} builder and check the glibc inside it"),
     )];
-    if !recipe.build.system_packages.is_empty() {
-        v.push(step(
+    let packages = &recipe.build.system_packages;
+    match family.and_then(|f| Some((f, packages.for_family(f)?))) {
+        Some((_, [])) => {}
+        Some((family, names)) => v.push(step(
+            "fetch",
+            true,
+            format!("install system packages ({family}: {})", names.join(", ")),
+        )),
+        None if packages.is_empty() => {}
+        None => v.push(step(
             "fetch",
             true,
             format!(
-                "install system packages: {}",
-                recipe.build.system_packages.join(", ")
+                "install system packages, the list of the builder's family ({})",
+                packages.describe()
             ),
-        ));
+        )),
     }
     if !install.pinned.is_empty() {
         v.push(step(

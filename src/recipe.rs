@@ -34,6 +34,10 @@
 //!
 //! [build]
 //! system_packages = ["libyaml-dev"]    # Debian packages for the builder (`name` or `name=version`)
+//! #                              or per package family, for builders of either kind (manylinux
+//! #                              images are RPM-based): { deb = ["libyaml-dev"], rpm = ["libyaml-devel"] };
+//! #                              a builder whose family has no list (and the recipe names some
+//! #                              package) is an error while planning
 //! commands = ["cc -o launcher launcher.c"]  # shell commands run in the builder, in order
 //! collect = [{ from = "launcher", to = "bin/launcher" }]  # from: relative to the build's work
 //! #                              directory; to: relative to the bundle root
@@ -203,12 +207,123 @@ pub enum Bytecode {
 #[serde(deny_unknown_fields)]
 pub struct Build {
     #[serde(default)]
-    pub system_packages: Vec<Spanned<String>>,
+    pub system_packages: SystemPackagesField,
     #[serde(default)]
     pub commands: Vec<Spanned<String>>,
     #[serde(default)]
     pub collect: Vec<Collect>,
     pub compiler: Option<Spanned<String>>,
+}
+
+/// `[build].system_packages` as written: a plain list (Debian names) or a
+/// table with a list per package family, every name with its span.
+#[derive(Debug, Clone, Default)]
+pub struct SystemPackagesField {
+    deb: Option<Vec<Spanned<String>>>,
+    rpm: Option<Vec<Spanned<String>>>,
+}
+
+impl<'de> Deserialize<'de> for SystemPackagesField {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        use serde::de::{self, MapAccess, SeqAccess, Visitor};
+        struct Either;
+        impl<'de> Visitor<'de> for Either {
+            type Value = SystemPackagesField;
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str(
+                    "a list of Debian package names, or a table of lists per family: \
+                     { deb = [...], rpm = [...] }",
+                )
+            }
+            fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Self::Value, A::Error> {
+                let mut names = Vec::new();
+                while let Some(name) = seq.next_element::<Spanned<String>>()? {
+                    names.push(name);
+                }
+                Ok(SystemPackagesField {
+                    deb: Some(names),
+                    rpm: None,
+                })
+            }
+            fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
+                let mut field = SystemPackagesField::default();
+                while let Some(family) = map.next_key::<String>()? {
+                    let (slot, name) = match family.as_str() {
+                        "deb" => (&mut field.deb, "deb"),
+                        "rpm" => (&mut field.rpm, "rpm"),
+                        other => return Err(de::Error::unknown_field(other, &["deb", "rpm"])),
+                    };
+                    if slot.is_some() {
+                        return Err(de::Error::duplicate_field(name));
+                    }
+                    *slot = Some(map.next_value()?);
+                }
+                Ok(field)
+            }
+        }
+        d.deserialize_any(Either)
+    }
+}
+
+/// The system packages a recipe asks for, per package family of the
+/// builder. A family without a list is not covered, unless the recipe
+/// names no package at all.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct SystemPackages {
+    /// Debian names (`name` or `name=version`), for apt.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub deb: Option<Vec<String>>,
+    /// RPM names, for dnf or yum.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub rpm: Option<Vec<String>>,
+}
+
+impl SystemPackages {
+    /// Whether no family names any package.
+    pub fn is_empty(&self) -> bool {
+        [&self.deb, &self.rpm]
+            .into_iter()
+            .all(|l| l.as_ref().is_none_or(Vec::is_empty))
+    }
+
+    /// The list for a builder of this family; `None` when the recipe names
+    /// packages but none for this family.
+    pub fn for_family(&self, family: crate::catalog::PackageFamily) -> Option<&[String]> {
+        use crate::catalog::PackageFamily;
+        let list = match family {
+            PackageFamily::Deb => &self.deb,
+            PackageFamily::Rpm => &self.rpm,
+        };
+        match list {
+            Some(names) => Some(names),
+            None if self.is_empty() => Some(&[]),
+            None => None,
+        }
+    }
+
+    /// The families the recipe gives a list for.
+    pub fn families(&self) -> Vec<crate::catalog::PackageFamily> {
+        use crate::catalog::PackageFamily;
+        let mut v = Vec::new();
+        if self.deb.is_some() {
+            v.push(PackageFamily::Deb);
+        }
+        if self.rpm.is_some() {
+            v.push(PackageFamily::Rpm);
+        }
+        v
+    }
+
+    /// Every name, each with its family, for descriptions.
+    pub fn describe(&self) -> String {
+        let mut parts = Vec::new();
+        for (family, list) in [("deb", &self.deb), ("rpm", &self.rpm)] {
+            if let Some(names) = list.as_ref().filter(|n| !n.is_empty()) {
+                parts.push(format!("{family}: {}", names.join(", ")));
+            }
+        }
+        parts.join("; ")
+    }
 }
 
 /// Which C and C++ compilers sdists and build commands use.
@@ -331,7 +446,7 @@ pub struct Requirement {
 /// Resolved `[build]`.
 #[derive(Debug, Clone, Serialize)]
 pub struct BuildSettings {
-    pub system_packages: Vec<String>,
+    pub system_packages: SystemPackages,
     pub commands: Vec<String>,
     pub collect: Vec<CollectSettings>,
     pub compiler: Compiler,
@@ -601,7 +716,7 @@ impl Recipe {
         }
 
         // [build]
-        for p in &build.system_packages {
+        for p in build.system_packages.deb.iter().flatten() {
             check(
                 cx,
                 p,
@@ -613,6 +728,15 @@ impl Recipe {
                         p.get_ref()
                     )
                 },
+            )?;
+        }
+        for p in build.system_packages.rpm.iter().flatten() {
+            check(
+                cx,
+                p,
+                "build.system_packages.rpm",
+                is_rpm_package(p.get_ref()),
+                || format!("`{}` is not an RPM package name", p.get_ref()),
             )?;
         }
         for c in &build.commands {
@@ -739,11 +863,15 @@ impl Recipe {
                 bytecode,
             },
             build: BuildSettings {
-                system_packages: build
-                    .system_packages
-                    .into_iter()
-                    .map(Spanned::into_inner)
-                    .collect(),
+                system_packages: {
+                    let names = |l: Option<Vec<Spanned<String>>>| {
+                        l.map(|l| l.into_iter().map(Spanned::into_inner).collect())
+                    };
+                    SystemPackages {
+                        deb: names(build.system_packages.deb),
+                        rpm: names(build.system_packages.rpm),
+                    }
+                },
                 commands: build
                     .commands
                     .into_iter()
@@ -1026,6 +1154,27 @@ fn is_debian_package(s: &str) -> bool {
                 .all(|c| c.is_ascii_alphanumeric() || matches!(c, b'.' | b'+' | b'~' | b':' | b'-'))
     });
     name_ok && version_ok
+}
+
+/// RPM names as dnf and yum take them: alphanumerics and `._+-`, at least
+/// two chars, starting alphanumeric (a version goes after a `-`), or a
+/// `pkgconfig(name)`-style capability.
+fn is_rpm_package(s: &str) -> bool {
+    let plain = |n: &str| {
+        n.len() >= 2
+            && n.as_bytes()[0].is_ascii_alphanumeric()
+            && n.bytes()
+                .all(|c| c.is_ascii_alphanumeric() || matches!(c, b'.' | b'_' | b'+' | b'-'))
+    };
+    match s.split_once('(') {
+        None => plain(s),
+        Some((capability, rest)) => {
+            plain(capability)
+                && rest
+                    .strip_suffix(')')
+                    .is_some_and(|inner| !inner.is_empty() && plain(inner))
+        }
+    }
 }
 
 /// `a/./b/` -> `a/b`; `None` for absolute paths and paths that climb out.
@@ -1314,6 +1463,37 @@ mod tests {
         assert!(!m.is_excluded("a/b/c.py"));
         assert!(!m.is_excluded("lib/pkg/testsuite.py"));
         assert!(m.is_excluded("python/runtime/lib/python3.11/idlelib/x.py"));
+    }
+
+    #[test]
+    fn system_packages_per_family() {
+        use crate::catalog::PackageFamily::{Deb, Rpm};
+        let list = |v: &[&str]| Some(v.iter().map(|s| s.to_string()).collect::<Vec<_>>());
+        // A plain list is Debian's: it does not cover RPM builders.
+        let plain = SystemPackages {
+            deb: list(&["libyaml-dev"]),
+            rpm: None,
+        };
+        assert_eq!(
+            plain.for_family(Deb),
+            Some(&["libyaml-dev".to_string()][..])
+        );
+        assert_eq!(plain.for_family(Rpm), None);
+        // Naming nothing covers every family; so does an empty list given.
+        let none = SystemPackages {
+            deb: list(&[]),
+            rpm: None,
+        };
+        assert_eq!(none.for_family(Rpm), Some(&[][..]));
+        let both = SystemPackages {
+            deb: list(&["gcc"]),
+            rpm: list(&[]),
+        };
+        assert_eq!(both.for_family(Rpm), Some(&[][..]));
+        assert_eq!(both.families(), vec![Deb, Rpm]);
+        assert!(is_rpm_package("libyaml-devel") && is_rpm_package("SDL2-devel"));
+        assert!(is_rpm_package("pkgconfig(yaml-0.1)") && !is_rpm_package("pkgconfig()"));
+        assert!(!is_rpm_package("a b") && !is_rpm_package("-x") && !is_rpm_package("x;y"));
     }
 
     #[test]

@@ -821,6 +821,76 @@ fn malformed_recipe_is_an_error_naming_file_line_and_key() {
     assert!(stderr.contains("nmae"), "{stderr}");
 }
 
+/// The manylinux images the catalog pins for 2.17, 2.28 and 2.34 are RPM
+/// based: a recipe with Debian names only is refused while planning, naming
+/// the family and the image, and the shipped recipe, which gives both, plans
+/// its RPM list; the local (Debian) builder takes the Debian one.
+#[test]
+fn plan_refuses_a_builder_family_the_recipe_does_not_cover() {
+    let dir = tempfile::tempdir().unwrap();
+    let recipe = dir.path().join("hermetic.toml");
+    fs_err::write(
+        &recipe,
+        "[app]\nname = \"x\"\nversion = \"1\"\nglibc = \"2.31\"\npython = \"3.11\"\nsource_date_epoch = 1700000000\n\n\
+         [build]\nsystem_packages = [\"libyaml-dev\"]\ncommands = [\"true\"]\n\
+         collect = [{ from = \"hermetic.toml\", to = \"x\" }]\n\n[smoke]\ncommand = [\"true\"]\n",
+    )
+    .unwrap();
+    let out = hermetic(&[
+        "build",
+        "-r",
+        recipe.to_str().unwrap(),
+        "--glibc",
+        "2.28",
+        "--plan",
+    ]);
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    for needle in [
+        "glibc 2.28",
+        "manylinux_2_28",
+        "rpm",
+        "a plain list is deb",
+        "--builder-source local",
+    ] {
+        assert!(stderr.contains(needle), "`{needle}` not in: {stderr}");
+    }
+    // The same recipe plans on the Debian builder of the same baseline.
+    let out = hermetic(&[
+        "build",
+        "-r",
+        recipe.to_str().unwrap(),
+        "--glibc",
+        "2.28",
+        "--builder-source",
+        "local",
+        "--plan",
+        "--json",
+    ]);
+    assert!(out.status.success(), "{}", text(&out));
+    let plan: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(plan["targets"][0]["package_family"], "deb");
+
+    let shipped = repo().join("recipes/pyyaml-libyaml/hermetic.toml");
+    let out = hermetic(&[
+        "build",
+        "-r",
+        shipped.to_str().unwrap(),
+        "--glibc",
+        "2.28,2.31",
+        "--plan",
+        "--json",
+    ]);
+    assert!(out.status.success(), "{}", text(&out));
+    let plan: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let t = &plan["targets"];
+    assert_eq!(t[0]["package_family"], "rpm", "{t}");
+    assert_eq!(t[0]["system_packages"]["rpm"][0], "libyaml-devel", "{t}");
+    assert_eq!(t[1]["package_family"], "deb", "{t}");
+    let steps = t[0]["steps"].to_string();
+    assert!(steps.contains("rpm: libyaml-devel"), "{steps}");
+}
+
 #[test]
 fn plan_json_describes_offline_and_network_steps() {
     let recipe = repo().join("recipes/pyyaml-libyaml/hermetic.toml");

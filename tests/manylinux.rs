@@ -210,6 +210,52 @@ async fn shipped_recipes_build_on_a_manylinux_builder_pinned_in_a_user_catalog()
         "refused build left {}",
         out_dir.display()
     );
+
+    // The user catalog does not say the image's package family: the build
+    // asks the image (this one has apt) and refuses a recipe that lists
+    // RPM packages only, before fetching anything.
+    let app = work.path().join("rpm-only");
+    fs_err::create_dir_all(&app).unwrap();
+    fs_err::copy(
+        repo().join("recipes/qr-cli/requirements.txt"),
+        app.join("requirements.txt"),
+    )
+    .unwrap();
+    fs_err::write(
+        app.join("hermetic.toml"),
+        "[app]\nname = \"rpm-only\"\nversion = \"1\"\nglibc = \"2.31\"\npython = \"3.11\"\n\
+         source_date_epoch = 1700000000\n\n[install]\nrequirements = \"requirements.txt\"\n\
+         launchers = [\"qr\"]\n\n[build]\nsystem_packages = { rpm = [\"libyaml-devel\"] }\n\n\
+         [smoke]\ncommand = [\"qr\", \"--help\"]\n",
+    )
+    .unwrap();
+    let out_dir = work.path().join("out-rpm-only");
+    let recipe = app.join("hermetic.toml");
+    let out = hermetic(
+        &catalog,
+        &[
+            "build",
+            "--recipe",
+            recipe.to_str().unwrap(),
+            "--out",
+            out_dir.to_str().unwrap(),
+        ],
+    );
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    for needle in [
+        reference.as_str(),
+        "installs deb packages",
+        "no deb list",
+        "rpm only",
+    ] {
+        assert!(stderr.contains(needle), "`{needle}` not in: {stderr}");
+    }
+    assert!(
+        !out_dir.exists(),
+        "refused build left {}",
+        out_dir.display()
+    );
 }
 
 /// A catalog in `$HERMETIC_HOME` is found without `--catalog`, and a named

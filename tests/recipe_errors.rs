@@ -263,6 +263,31 @@ system_packages = ["libyaml-dev", "Bad;pkg"]
     let (msg, path, _d) = load_err(&format!("{GOOD}{extra}"));
     assert_at(&msg, &path, 15, &["`build.system_packages`", "Bad;pkg"]);
 
+    // Per family: names are checked by the family's rules, at their line;
+    // a family hermetic does not know is named.
+    let extra = "\n[build]\nsystem_packages = { deb = [\"libyaml-dev\"], rpm = [\"libyaml-devel\", \"a b\"] }\n";
+    let (msg, path, _d) = load_err(&format!("{GOOD}{extra}"));
+    assert_at(
+        &msg,
+        &path,
+        15,
+        &["`build.system_packages.rpm`", "`a b`", "RPM"],
+    );
+    let extra = "\n[build]\nsystem_packages = { deb = [\"libyaml-dev\"], apk = [\"yaml-dev\"] }\n";
+    let (msg, path, _d) = load_err(&format!("{GOOD}{extra}"));
+    assert_at(&msg, &path, 15, &["apk", "deb", "rpm"]);
+    let extra = "\n[build]\nsystem_packages = { deb = [\"Libyaml\"] }\n";
+    let (msg, path, _d) = load_err(&format!("{GOOD}{extra}"));
+    assert_at(&msg, &path, 15, &["`build.system_packages`", "Debian"]);
+    let extra = "\n[build]\nsystem_packages = \"libyaml-dev\"\n";
+    let (msg, path, _d) = load_err(&format!("{GOOD}{extra}"));
+    assert_at(
+        &msg,
+        &path,
+        15,
+        &["system_packages", "deb = [...], rpm = [...]"],
+    );
+
     let extra = "\n[build]\ncollect = [{ from = \"out/x\", to = \"../../x\" }]\n";
     let (msg, path, _d) = load_err(&format!("{GOOD}{extra}"));
     assert_at(&msg, &path, 15, &["`build.collect.to`"]);

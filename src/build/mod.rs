@@ -203,6 +203,25 @@ async fn build_target(
         }
         .into());
     }
+    // The recipe's list for the family this image really is (the plan
+    // checked the catalog's word; an image given by the user, or one the
+    // catalog does not describe, is asked).
+    let packages: Vec<String> = match builder.package_family {
+        Some(family) => crate::plan::UncoveredFamily::check(
+            &target.system_packages,
+            family,
+            target.glibc,
+            &builder.reference,
+        )?
+        .to_vec(),
+        None if target.system_packages.is_empty() => Vec::new(),
+        None => {
+            return Err(BuildError::NoPackageManager {
+                image: builder.reference.clone(),
+                packages: target.system_packages.describe(),
+            });
+        }
+    };
     phase.finish();
     timed("resolve", started);
 
@@ -215,15 +234,10 @@ async fn build_target(
         ),
     );
     let derived = match &plan.replay {
-        None => fetch::derive_image(ctx, &builder.image_id, &target.system_packages).await?,
+        None => fetch::derive_image(ctx, &builder.image_id, &packages).await?,
         Some(replay) => {
-            fetch::derive_recorded_image(
-                ctx,
-                &builder.image_id,
-                &target.system_packages,
-                &replay.system_packages,
-            )
-            .await?
+            fetch::derive_recorded_image(ctx, &builder.image_id, &packages, &replay.system_packages)
+                .await?
         }
     };
     let python = format!("{}/bin/{}", builder.python_prefix, ctx.python_exe);
@@ -700,6 +714,15 @@ pub enum BuildError {
     Replay(#[from] ReplayError),
 
     #[error(transparent)]
+    Family(#[from] crate::plan::UncoveredFamily),
+
+    #[error(
+        "the builder {image} has no package manager hermetic knows (apt-get, dnf or yum), \
+         and the recipe asks for system packages ({packages})"
+    )]
+    NoPackageManager { image: String, packages: String },
+
+    #[error(transparent)]
     Engine(#[from] EngineError),
     #[error(transparent)]
     Catalog(#[from] CatalogError),
@@ -733,6 +756,7 @@ impl BuildError {
                 "check the requirement's --hash, or whether the file on the index changed".into(),
             ),
             BuildError::Replay(_) => Some(ReplayError::help()),
+            BuildError::Family(_) => Some(crate::plan::UncoveredFamily::help()),
             _ => None,
         }
     }

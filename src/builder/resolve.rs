@@ -11,7 +11,7 @@ use tracing::instrument;
 
 use super::BuilderError;
 use super::lock::{Lock, LockedImage};
-use crate::catalog::{Catalog, Source};
+use crate::catalog::{Catalog, PackageFamily, Source};
 use crate::engine::{ContainerSpec, Engine, EngineError, Network};
 use crate::glibc::Glibc;
 use crate::paths;
@@ -49,6 +49,9 @@ pub struct ResolvedBuilder {
     pub python_version: String,
     /// Whether that CPython has a shared libpython (its `Py_ENABLE_SHARED`).
     pub shared_libpython: bool,
+    /// The package manager family found in the image (apt: deb; dnf or
+    /// yum: rpm); `None` when it has none of them.
+    pub package_family: Option<PackageFamily>,
 }
 
 impl ResolvedBuilder {
@@ -75,6 +78,9 @@ struct PythonProbe {
     configured: String,
     version: String,
     shared: bool,
+    /// Not the interpreter's answer: the shell's, before it.
+    #[serde(skip)]
+    family: Option<PackageFamily>,
 }
 
 /// Asks the interpreter of each candidate prefix, in order, for its real
@@ -129,6 +135,7 @@ pub async fn resolve_builder(
         source,
         python_prefix,
         catalog_says_shared,
+        catalog_family,
     } = match image_override {
         Some(image) => chosen_by_user(engine, catalog, image).await?,
         None => chosen_from_catalog(engine, catalog, glibc, only_source).await?,
@@ -162,6 +169,7 @@ pub async fn resolve_builder(
             python_real_prefixes: Vec::new(),
             python_version: String::new(),
             shared_libpython: catalog_says_shared,
+            package_family: catalog_family,
         });
     };
     // Where the interpreter is: the catalog's prefix first, then the
@@ -193,6 +201,7 @@ pub async fn resolve_builder(
         python_real_prefixes: real,
         python_version: probe.version,
         shared_libpython: probe.shared,
+        package_family: probe.family,
     })
 }
 
@@ -216,6 +225,8 @@ struct Chosen {
     python_prefix: String,
     /// Local builders are made with a shared libpython.
     catalog_says_shared: bool,
+    /// The package family the catalog gives (the probe has the last word).
+    catalog_family: Option<PackageFamily>,
 }
 
 /// `--builder-image`: pulled by digest, or found in the engine by name or ID.
@@ -259,6 +270,7 @@ async fn chosen_by_user(
         },
         python_prefix: catalog.local.python.prefix(),
         catalog_says_shared: local,
+        catalog_family: local.then_some(PackageFamily::Deb),
     })
 }
 
@@ -277,6 +289,7 @@ async fn chosen_from_catalog(
         source: Source::Local,
         python_prefix: catalog.local.python.prefix(),
         catalog_says_shared: true,
+        catalog_family: Some(PackageFamily::Deb),
     };
     let entry = catalog.builder(glibc)?;
     let local_entry = catalog.local_builder(glibc);
@@ -308,6 +321,7 @@ async fn chosen_from_catalog(
             source: Source::Upstream,
             python_prefix: entry.python_prefix.clone().unwrap_or_default(),
             catalog_says_shared: false,
+            catalog_family: entry.package_family(),
         }),
         Err(e @ EngineError::ImageUnavailable { .. }) => {
             match local_entry.filter(|_| only.is_none()) {
@@ -387,8 +401,11 @@ async fn probe_python(
 ) -> Result<PythonProbe, BuilderError> {
     let spec = probe_spec(image_id);
     let quoted: Vec<String> = candidates.iter().map(|c| crate::shell::quote(c)).collect();
+    // The package manager first (the interpreter's JSON is the last line).
     let script = format!(
-        "for p in {list}; do if [ -x \"$p/bin/{python_exe}\" ]; then exec \"$p/bin/{python_exe}\" -I -c {code} \"$p\"; fi; done; exit 3",
+        "if command -v apt-get >/dev/null 2>&1; then echo {FAMILY_MARK}deb; \
+         elif command -v dnf >/dev/null 2>&1 || command -v yum >/dev/null 2>&1; then echo {FAMILY_MARK}rpm; fi; \
+         for p in {list}; do if [ -x \"$p/bin/{python_exe}\" ]; then exec \"$p/bin/{python_exe}\" -I -c {code} \"$p\"; fi; done; exit 3",
         list = quoted.join(" "),
         code = crate::shell::quote(PROBE_SCRIPT),
     );
@@ -414,8 +431,21 @@ async fn probe_python(
         )));
     }
     let line = out.stdout.lines().last().unwrap_or_default();
-    serde_json::from_str(line).map_err(|e| no_python(format!("unreadable answer ({e}): {line}")))
+    let mut probe: PythonProbe = serde_json::from_str(line)
+        .map_err(|e| no_python(format!("unreadable answer ({e}): {line}")))?;
+    probe.family = out
+        .stdout
+        .lines()
+        .find_map(|l| match l.strip_prefix(FAMILY_MARK)? {
+            "deb" => Some(PackageFamily::Deb),
+            "rpm" => Some(PackageFamily::Rpm),
+            _ => None,
+        });
+    Ok(probe)
 }
+
+/// Starts the probe's line naming the image's package family.
+const FAMILY_MARK: &str = "hermetic-package-family=";
 
 /// A short-lived, offline, hardened container for asking an image a question.
 fn probe_spec(image_id: &str) -> ContainerSpec {
