@@ -526,6 +526,31 @@ pub async fn images_list(global: &GlobalSettings, json: bool) -> Result<Outcome>
     Ok(Outcome::Success)
 }
 
+/// `hermetic images load <archive>`.
+pub async fn images_load(
+    global: &GlobalSettings,
+    archive: &std::path::Path,
+    json: bool,
+) -> Result<Outcome> {
+    let engine = connect(global).await?;
+    let report = builder::load::load_archive(&engine, archive).await?;
+    if json {
+        print_json(&report)?;
+    } else {
+        crate::outln!(
+            "loaded {} as {} ({}): the glibc {} builder {} ({}; {} checked)",
+            crate::term::shown(&report.archive.display().to_string()),
+            report.tag,
+            report.image_id,
+            report.glibc,
+            report.reference,
+            report.origin,
+            report.checked,
+        )?;
+    }
+    Ok(Outcome::Success)
+}
+
 /// `hermetic images build --glibc …` / `--base …`.
 pub async fn images_build(
     global: &GlobalSettings,

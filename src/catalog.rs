@@ -234,6 +234,11 @@ pub struct BuilderEntry {
     /// the image when the build resolves it.
     #[serde(default)]
     pub family: Option<PackageFamily>,
+    /// Upstream, optional: the image ID (config digest) the reference
+    /// stands for, which lets `images load` accept a docker-save archive
+    /// (it keeps no registry digest).
+    #[serde(default)]
+    pub image_id: Option<String>,
     /// Which catalog file the entry comes from.
     #[serde(skip)]
     pub origin: Origin,
@@ -280,6 +285,7 @@ impl std::fmt::Display for Origin {
 /// reference = "registry.example/pypa/manylinux_2_28_x86_64@sha256:<64 hex>"
 /// python_prefix = "/opt/python/cp311-cp311"   # optional: probed anyway
 /// family = "rpm"        # optional: "deb" or "rpm", else asked of the image
+/// image_id = "sha256:<64 hex>"  # optional: lets `images load` take a docker-save archive
 /// ```
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -300,6 +306,8 @@ struct UserBuilder {
     python_prefix: Option<String>,
     /// `deb` or `rpm`, when known; else asked of the image at build time.
     family: Option<PackageFamily>,
+    /// The image ID (`sha256:…`, the config digest), for docker-save archives.
+    image_id: Option<String>,
 }
 
 fn upstream() -> Source {
@@ -412,6 +420,15 @@ impl Catalog {
             seen.push(b.glibc);
             crate::engine::split_pinned(&b.reference)
                 .map_err(|e| invalid(format!("builder {}: {e}", b.glibc)))?;
+            if let Some(id) = &b.image_id {
+                let hex = id.strip_prefix("sha256:").unwrap_or_default();
+                if hex.len() != 64 || !hex.bytes().all(|c| c.is_ascii_hexdigit()) {
+                    return Err(invalid(format!(
+                        "builder {}: image_id `{id}` is not sha256:<64 hex digits>",
+                        b.glibc
+                    )));
+                }
+            }
             let entry = BuilderEntry {
                 glibc: b.glibc,
                 source: Source::Upstream,
@@ -420,6 +437,7 @@ impl Catalog {
                 suite: None,
                 python_prefix: b.python_prefix,
                 family: b.family,
+                image_id: b.image_id,
                 origin: origin.clone(),
             };
             match self

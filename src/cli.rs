@@ -69,6 +69,16 @@ pub enum ImagesCommand {
     },
     /// Make a local builder (from Debian's mirror) or a runtime base image.
     Build(ImagesBuildArgs),
+    /// Load a builder carried in as an archive (OCI layout, e.g. from `skopeo
+    /// copy --preserve-digests docker://… oci-archive:…`, or `docker save`),
+    /// after checking it is an image the catalog pins.
+    Load {
+        /// The archive (.tar, optionally gzip or zstd).
+        archive: PathBuf,
+        /// Print JSON on stdout.
+        #[arg(long)]
+        json: bool,
+    },
 }
 
 #[derive(Debug, Args)]

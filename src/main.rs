@@ -63,6 +63,9 @@ async fn dispatch(cli: cli::Cli) -> hermetic::Result<Outcome> {
         cli::Command::Images(cli::ImagesCommand::Build(args)) => {
             app::images_build(&global, args.into()).await
         }
+        cli::Command::Images(cli::ImagesCommand::Load { archive, json }) => {
+            app::images_load(&global, &archive, json).await
+        }
         cli::Command::Exec(args) => app::exec(&global, args.into()).await,
         cli::Command::Gc(args) => app::gc(&global, args.all, args.images, args.json).await,
     }

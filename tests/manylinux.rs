@@ -43,6 +43,10 @@ impl Drop for Registry {
 /// Builds (or reuses) the fixture, pushes it to a fresh loopback registry
 /// and returns its pinned reference with the running registry.
 fn serve_fixture(base_id: &str) -> (String, String, Registry) {
+    // Tests run in parallel: one of them builds the fixture (minutes of
+    // CPython compile), the others then find it cached.
+    static BUILDING: std::sync::Mutex<()> = std::sync::Mutex::new(());
+    let _one_at_a_time = BUILDING.lock().unwrap_or_else(|e| e.into_inner());
     let script = repo().join("tests/fixtures/manylinux/registry-flow.sh");
     let out = Command::new("bash")
         .arg(&script)
@@ -174,6 +178,11 @@ async fn shipped_recipes_build_on_a_manylinux_builder_pinned_in_a_user_catalog()
             serde_json::from_slice(&fs_err::read(top.join("share/hermetic/bundle.json")).unwrap())
                 .unwrap();
         assert_eq!(meta["python"]["version"], "3.11.2", "{recipe}: {meta}");
+        assert_eq!(
+            meta["python"]["source_url"],
+            "https://www.python.org/ftp/python/3.11.2/Python-3.11.2.tar.xz",
+            "{recipe}: {meta}"
+        );
         let runtime = top.join("python/runtime");
         assert!(
             !fs_err::symlink_metadata(&runtime)
@@ -308,4 +317,189 @@ async fn user_catalog_is_found_in_hermetic_home_and_a_missing_named_one_is_an_er
     assert_eq!(out.status.code(), Some(2), "{}", text(&out));
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(stderr.contains("no-such-catalog.toml"), "{stderr}");
+}
+
+fn skopeo(args: &[&str]) -> Output {
+    let out = Command::new("skopeo")
+        .args(args)
+        .output()
+        .expect("run skopeo");
+    assert!(out.status.success(), "skopeo {args:?}\n{}", text(&out));
+    out
+}
+
+/// A copy of the tar `from` with one byte flipped in the middle of its
+/// largest entry.
+fn damaged_copy(from: &Path, to: &Path) -> String {
+    let mut largest = (String::new(), 0u64);
+    let mut archive = tar::Archive::new(fs_err::File::open(from).unwrap());
+    for e in archive.entries().unwrap() {
+        let e = e.unwrap();
+        if e.header().size().unwrap() > largest.1 {
+            largest = (
+                e.path().unwrap().to_string_lossy().into_owned(),
+                e.header().size().unwrap(),
+            );
+        }
+    }
+    let mut out = tar::Builder::new(fs_err::File::create(to).unwrap());
+    let mut archive = tar::Archive::new(fs_err::File::open(from).unwrap());
+    for e in archive.entries().unwrap() {
+        let mut e = e.unwrap();
+        let name = e.path().unwrap().to_string_lossy().into_owned();
+        let mut data = Vec::new();
+        std::io::Read::read_to_end(&mut e, &mut data).unwrap();
+        if name == largest.0 {
+            let middle = data.len() / 2;
+            data[middle] ^= 0x55;
+        }
+        let mut header = e.header().clone();
+        out.append_data(&mut header, &name, data.as_slice())
+            .unwrap();
+    }
+    out.finish().unwrap();
+    largest.0
+}
+
+/// Issue 12, air-gapped users: a builder carried in as an archive is loaded
+/// only when it is an image the catalog pins — by manifest digest for an OCI
+/// archive (every blob checked), by image ID for a docker-save archive when
+/// the entry pins one — and then builds with no registry reachable.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_carried_in_builder_archive_is_loaded_only_when_the_catalog_pins_it() {
+    let test = "a_carried_in_builder_archive_is_loaded_only_when_the_catalog_pins_it";
+    let Some(engine) = common::engine_or_skip(test).await else {
+        return;
+    };
+    let bullseye = common::base_image(&engine, "bullseye").await;
+    common::base_image(&engine, "trixie").await;
+    let (reference, image_id, registry) = serve_fixture(&bullseye);
+    let work = tempfile::tempdir().unwrap();
+
+    // The organisation mirrors the image as OCI and pins that digest; the
+    // archive keeps the manifest as the registry serves it.
+    let (host, _) = reference.split_once('/').unwrap();
+    let digest_file = work.path().join("digest");
+    skopeo(&[
+        "copy",
+        "-q",
+        "--src-tls-verify=false",
+        "--dest-tls-verify=false",
+        "--format",
+        "oci",
+        "--digestfile",
+        digest_file.to_str().unwrap(),
+        &format!("docker://{reference}"),
+        &format!("docker://{host}/mirror/manylinux:oci"),
+    ]);
+    let digest = fs_err::read_to_string(&digest_file).unwrap();
+    let pinned = format!("{host}/mirror/manylinux@{}", digest.trim());
+    let oci = work.path().join("manylinux.oci.tar");
+    skopeo(&[
+        "copy",
+        "-q",
+        "--src-tls-verify=false",
+        "--preserve-digests",
+        &format!("docker://{pinned}"),
+        &format!("oci-archive:{}", oci.display()),
+    ]);
+    // From here on no registry answers.
+    drop(registry);
+
+    let catalog = work.path().join("catalog.toml");
+    let write_catalog = |reference: &str, extra: &str| {
+        fs_err::write(
+            &catalog,
+            format!(
+                "format = 1\n[[builder]]\nglibc = \"2.31\"\nreference = \"{reference}\"\n{extra}"
+            ),
+        )
+        .unwrap();
+    };
+
+    // An image the catalog does not pin is refused, naming what it holds.
+    write_catalog(&reference, "");
+    let out = hermetic(&catalog, &["images", "load", oci.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("no builder the catalog pins"), "{stderr}");
+    assert!(stderr.contains(digest.trim()), "{stderr}");
+
+    // A damaged blob is refused, naming it; nothing is loaded or recorded.
+    write_catalog(&pinned, "");
+    let damaged = work.path().join("damaged.oci.tar");
+    let blob = damaged_copy(&oci, &damaged);
+    let out = hermetic(&catalog, &["images", "load", damaged.to_str().unwrap()]);
+    assert_ne!(out.status.code(), Some(0), "{}", text(&out));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    let blob_hex = blob.rsplit('/').next().unwrap();
+    assert!(
+        stderr.contains("damaged") && stderr.contains(blob_hex),
+        "{stderr}"
+    );
+    let list = hermetic(&catalog, &["images", "list", "--json"]);
+    let rows: serde_json::Value = serde_json::from_slice(&list.stdout).unwrap();
+    let row = |rows: &serde_json::Value| {
+        rows.as_array()
+            .unwrap()
+            .iter()
+            .find(|r| r["role"] == "builder" && r["glibc"] == "2.31")
+            .cloned()
+            .unwrap()
+    };
+    assert_eq!(row(&rows)["present"], false, "{rows}");
+
+    // The intact archive loads, checked by its manifest digest.
+    let out = hermetic(
+        &catalog,
+        &["images", "load", oci.to_str().unwrap(), "--json"],
+    );
+    assert!(out.status.success(), "{}", text(&out));
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(report["format"], "oci");
+    assert_eq!(report["reference"], pinned.as_str());
+    assert_eq!(report["checked"], format!("manifest {}", digest.trim()));
+    let loaded_id = report["image_id"].as_str().unwrap().to_string();
+    let list = hermetic(&catalog, &["images", "list", "--json"]);
+    let rows: serde_json::Value = serde_json::from_slice(&list.stdout).unwrap();
+    assert_eq!(row(&rows)["present"], true, "{rows}");
+    assert_eq!(row(&rows)["image_id"], loaded_id.as_str(), "{rows}");
+
+    // And a build through the catalog uses it with no registry.
+    let out_dir = work.path().join("out");
+    let out = build(&catalog, "qr-cli", &out_dir);
+    assert!(out.status.success(), "{}", text(&out));
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let target = &report["targets"][0];
+    assert_eq!(target["smoke"]["passed"], true, "{target}");
+    let record: serde_json::Value = serde_json::from_slice(
+        &fs_err::read(out_dir.join(target["record"].as_str().unwrap())).unwrap(),
+    )
+    .unwrap();
+    assert_eq!(record["builder"]["reference"], pinned.as_str());
+    assert_eq!(record["builder"]["image_id"], loaded_id.as_str());
+
+    // A docker-save archive has no manifest digest: refused with what to do
+    // unless the entry pins the image ID, then loaded.
+    let saved = work.path().join("manylinux.docker.tar");
+    let out = Command::new("docker")
+        .args(["save", "-o", saved.to_str().unwrap(), &image_id])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", text(&out));
+    write_catalog(&reference, "");
+    let out = hermetic(&catalog, &["images", "load", saved.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains(&format!("image ID {image_id}")), "{stderr}");
+    assert!(stderr.contains("--preserve-digests"), "{stderr}");
+    write_catalog(&reference, &format!("image_id = \"{image_id}\"\n"));
+    let out = hermetic(
+        &catalog,
+        &["images", "load", saved.to_str().unwrap(), "--json"],
+    );
+    assert!(out.status.success(), "{}", text(&out));
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(report["format"], "docker");
+    assert_eq!(report["image_id"], image_id.as_str());
 }

@@ -389,7 +389,9 @@ async fn build_target(
         launchers: target.launchers.clone(),
         python: bundle::meta::PythonRuntime {
             version: python_full_version(&builder),
-            source_url: catalog_python(&builder).map(|p| p.url),
+            source_url: catalog_python(&builder)
+                .map(|p| p.url)
+                .or_else(|| upstream_python_source(&builder.python_version)),
             source_sha256: catalog_python(&builder).map(|p| p.sha256),
             path: bundle::RUNTIME_DIR.to_string(),
         },
@@ -490,6 +492,27 @@ fn catalog_python(builder: &builder::ResolvedBuilder) -> Option<catalog::PythonS
                 .map(|c| c.local.python.clone())
         })
         .flatten()
+}
+
+/// The python.org release tarball an upstream builder's CPython is built
+/// from (manylinux builds every interpreter from those): `3.11.2` →
+/// `…/ftp/python/3.11.2/Python-3.11.2.tar.xz`, a pre-release under its
+/// final version's directory. Its hash is the image's to prove, so none is
+/// recorded. `None` for a version that does not read as CPython's.
+fn upstream_python_source(version: &str) -> Option<String> {
+    let release: String = version
+        .split('.')
+        .take(3)
+        .map(|p| {
+            p.chars()
+                .take_while(char::is_ascii_digit)
+                .collect::<String>()
+        })
+        .collect::<Vec<_>>()
+        .join(".");
+    let parts = release.split('.').filter(|p| !p.is_empty()).count();
+    (parts == 3 && version.starts_with("3."))
+        .then(|| format!("https://www.python.org/ftp/python/{release}/Python-{version}.tar.xz"))
 }
 
 fn python_full_version(builder: &builder::ResolvedBuilder) -> String {
@@ -840,6 +863,21 @@ mod tests {
         assert_eq!(rule, SourceRule::Directory);
         assert!(files(&dest).contains(&"notes.log".to_string()));
         assert!(files(&dest).contains(&".idea/workspace.xml".to_string()));
+    }
+
+    #[test]
+    fn upstream_python_sources_are_python_org_release_tarballs() {
+        use super::upstream_python_source as url;
+        assert_eq!(
+            url("3.11.2").as_deref(),
+            Some("https://www.python.org/ftp/python/3.11.2/Python-3.11.2.tar.xz")
+        );
+        assert_eq!(
+            url("3.14.0rc2").as_deref(),
+            Some("https://www.python.org/ftp/python/3.14.0/Python-3.14.0rc2.tar.xz")
+        );
+        assert_eq!(url("3.11"), None);
+        assert_eq!(url(""), None);
     }
 
     #[test]

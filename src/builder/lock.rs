@@ -19,6 +19,24 @@ pub struct Lock {
     /// Runtime bases, by suite.
     #[serde(default)]
     pub bases: BTreeMap<String, LockedImage>,
+    /// Upstream builders loaded from an archive (`hermetic images load`),
+    /// by the pinned reference they were checked against: engines do not
+    /// keep the registry digest of a loaded image.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub loaded: BTreeMap<String, LoadedImage>,
+}
+
+/// One upstream image loaded from an archive and checked.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LoadedImage {
+    /// Its image ID in the engine.
+    pub image_id: String,
+    /// The tag it was loaded under.
+    pub tag: String,
+    /// The archive it came from.
+    pub archive: String,
+    /// What matched the pin: `manifest sha256:…` or `image ID sha256:…`.
+    pub checked: String,
 }
 
 /// One locally made image.
@@ -59,6 +77,13 @@ impl Lock {
         fs_err::write(tmp.path(), text)?;
         tmp.persist(path).map_err(|e| BuilderError::Io(e.error))?;
         Ok(())
+    }
+
+    /// Changes the lock with `change`, re-reading the file first.
+    pub fn update(path: &Path, change: impl FnOnce(&mut Lock)) -> Result<(), BuilderError> {
+        let mut lock = Lock::load(path)?;
+        change(&mut lock);
+        lock.save(path)
     }
 
     /// Records one image under `key` in the table `pick` chooses, re-reading

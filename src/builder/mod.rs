@@ -11,6 +11,7 @@
 //! exactly that image ID and checks the glibc inside it.
 
 pub mod download;
+pub mod load;
 pub mod lock;
 pub mod make;
 pub mod resolve;
@@ -166,6 +167,35 @@ pub enum BuilderError {
         status: String,
     },
 
+    /// `images load`: an archive that is not a readable, intact image.
+    #[error("image archive {}: {reason}", archive.display())]
+    BadArchive {
+        /// The archive.
+        archive: PathBuf,
+        /// What is wrong.
+        reason: String,
+    },
+
+    /// `images load`: an intact image that no catalog entry pins.
+    #[error("image archive {} is no builder the catalog pins: it holds {}", archive.display(), found.join(", "))]
+    NotInCatalog {
+        /// The archive.
+        archive: PathBuf,
+        /// The digests or IDs it holds.
+        found: Vec<String>,
+        /// What to do, when the format explains it.
+        hint: Option<String>,
+    },
+
+    /// `images load`: the engine ended up with another image than promised.
+    #[error("loading {} did not give the image {expected}", archive.display())]
+    LoadedOther {
+        /// The archive.
+        archive: PathBuf,
+        /// The config digest it promised.
+        expected: String,
+    },
+
     /// The lock file does not parse.
     #[error("lock file {} is unreadable: {reason}", path.display())]
     BadLock {
@@ -195,6 +225,11 @@ impl BuilderError {
             BuilderError::LocalMissing { glibc, .. } => {
                 Some(format!("run `hermetic images build --glibc {glibc}`"))
             }
+            BuilderError::NotInCatalog { hint, .. } => Some(hint.clone().unwrap_or_else(|| {
+                "pin the image in a user catalog (--catalog): [[builder]] glibc = \"…\", \
+                 reference = \"name@<manifest digest>\"; `hermetic images list` shows the pins"
+                    .into()
+            })),
             BuilderError::BaseMissing { suite } => {
                 Some(format!("run `hermetic images build --base {suite}`"))
             }

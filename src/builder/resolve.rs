@@ -237,7 +237,10 @@ async fn chosen_by_user(
 ) -> Result<Chosen, BuilderError> {
     let hint = local_hint(catalog);
     let info = if image.contains('@') {
-        engine.ensure_pinned(image, Some(hint)).await?
+        match loaded_image(engine, image).await? {
+            Some(info) => info,
+            None => engine.ensure_pinned(image, Some(hint)).await?,
+        }
     } else {
         engine
             .inspect_image(image)
@@ -311,10 +314,15 @@ async fn chosen_from_catalog(
         return Ok(local(local_or_make(engine, catalog, glibc).await?));
     }
     let reference = entry.reference.clone().unwrap_or_default();
-    match engine
-        .ensure_pinned(&reference, Some(local_hint(catalog)))
-        .await
-    {
+    let pinned = match loaded_image(engine, &reference).await? {
+        Some(info) => Ok(info),
+        None => {
+            engine
+                .ensure_pinned(&reference, Some(local_hint(catalog)))
+                .await
+        }
+    };
+    match pinned {
         Ok(info) => Ok(Chosen {
             reference,
             image_id: info.id,
@@ -338,6 +346,28 @@ async fn chosen_from_catalog(
         }
         Err(e) => Err(e.into()),
     }
+}
+
+/// A pinned upstream image that `hermetic images load` checked against the
+/// pin and recorded in the lock, when the engine still has it (a loaded
+/// image has no registry digest for [`Engine::ensure_pinned`] to check).
+async fn loaded_image(
+    engine: &Engine,
+    reference: &str,
+) -> Result<Option<crate::engine::ImageInfo>, BuilderError> {
+    let lock = Lock::load(&paths::image_lock(&engine.lock_key()))?;
+    let Some(loaded) = lock.loaded.get(reference) else {
+        return Ok(None);
+    };
+    let info = engine.inspect_image(&loaded.image_id).await?;
+    if info.is_some() {
+        tracing::info!(
+            "{reference}: using the image loaded from {} ({} checked)",
+            loaded.archive,
+            loaded.checked
+        );
+    }
+    Ok(info)
 }
 
 /// The baseline's local builder: the locked one, or, when it has not been
@@ -511,7 +541,10 @@ pub async fn list(engine: &Engine) -> Result<Vec<ListedImage>, BuilderError> {
         let row = match b.source {
             Source::Upstream => {
                 let reference = b.reference.clone().unwrap_or_default();
-                let info = engine.inspect_image(&reference).await?;
+                let info = match engine.inspect_image(&reference).await? {
+                    Some(info) => Some(info),
+                    None => loaded_image(engine, &reference).await?,
+                };
                 ListedImage {
                     role: "builder",
                     glibc: b.glibc,

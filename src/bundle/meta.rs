@@ -43,7 +43,8 @@ pub struct BundleMeta {
 pub struct PythonRuntime {
     /// Full version, e.g. "3.11.2".
     pub version: String,
-    /// Where its source tarball came from (None for upstream builders).
+    /// Where its source tarball came from (upstream builders: the python.org
+    /// release their CPython is built from, with no hash of ours).
     pub source_url: Option<String>,
     pub source_sha256: Option<String>,
     /// Path relative to the bundle top (`python/runtime`).

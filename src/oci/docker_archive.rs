@@ -41,6 +41,17 @@ pub fn write(layout_dir: &Path, image_ref: &str, out: &Path) -> Result<PathBuf, 
                 reason: e.to_string(),
             }
         })?;
+    write_manifest(layout_dir, &manifest, image_ref, out)
+}
+
+/// Writes the docker-archive of one image manifest whose blobs are in the
+/// layout at `layout_dir`.
+pub fn write_manifest(
+    layout_dir: &Path,
+    manifest: &oci_spec::image::ImageManifest,
+    image_ref: &str,
+    out: &Path,
+) -> Result<PathBuf, OciError> {
     let config = manifest.config().digest().to_string();
     let work = out.with_extension("d");
     fs_err::create_dir_all(&work).map_err(OciError::io(&work))?;
@@ -96,11 +107,38 @@ pub fn write(layout_dir: &Path, image_ref: &str, out: &Path) -> Result<PathBuf, 
 
 /// Loads the layout's image into the engine as `image_ref`.
 pub async fn load(engine: &Engine, layout_dir: &Path, image_ref: &str) -> Result<String, OciError> {
+    load_with(engine, {
+        let (dir, r) = (layout_dir.to_path_buf(), image_ref.to_string());
+        move |t: &Path| write(&dir, &r, t)
+    })
+    .await
+}
+
+/// Loads one image manifest of the layout into the engine as `image_ref`.
+pub async fn load_manifest(
+    engine: &Engine,
+    layout_dir: &Path,
+    manifest: oci_spec::image::ImageManifest,
+    image_ref: &str,
+) -> Result<String, OciError> {
+    load_with(engine, {
+        let (dir, r) = (layout_dir.to_path_buf(), image_ref.to_string());
+        move |t: &Path| write_manifest(&dir, &manifest, &r, t)
+    })
+    .await
+}
+
+/// Writes a docker-archive with `write` into a temporary file, off the
+/// async threads, and loads it.
+async fn load_with(
+    engine: &Engine,
+    write: impl FnOnce(&Path) -> Result<PathBuf, OciError> + Send + 'static,
+) -> Result<String, OciError> {
     let tmp = tempfile::tempdir().map_err(OciError::io(std::env::temp_dir()))?;
     let tar = tmp.path().join("image.tar");
     {
-        let (dir, r, t) = (layout_dir.to_path_buf(), image_ref.to_string(), tar.clone());
-        tokio::task::spawn_blocking(move || write(&dir, &r, &t))
+        let t = tar.clone();
+        tokio::task::spawn_blocking(move || write(&t))
             .await
             .map_err(|e| OciError::Io {
                 path: tar.clone(),
