@@ -189,6 +189,19 @@ pub enum PlanError {
     Replay(#[from] ReplayError),
     #[error(transparent)]
     Family(#[from] UncoveredFamily),
+    #[error(
+        "glibc {glibc}: the recipe links libpython (build command {command}), but the builder \
+         {image} has a static CPython (no libpython{version}.so), as the manylinux images do, \
+         and {why}"
+    )]
+    StaticLibpython {
+        glibc: Glibc,
+        image: String,
+        command: usize,
+        version: String,
+        /// Why no other builder would be used.
+        why: String,
+    },
 }
 
 /// A builder whose package family the recipe's system packages do not
@@ -242,6 +255,11 @@ impl PlanError {
         match self {
             PlanError::Replay(_) => Some(ReplayError::help()),
             PlanError::Family(_) => Some(UncoveredFamily::help()),
+            PlanError::StaticLibpython { glibc, .. } => Some(format!(
+                "build this recipe on a builder with a shared libpython: the local builders have \
+                 one (`--builder-source local`, or a baseline with a local builder: `hermetic \
+                 images list`); a static CPython cannot be embedded (glibc {glibc})"
+            )),
             PlanError::Catalog(e) => e.help(),
             _ => None,
         }
@@ -322,6 +340,30 @@ pub fn from_recipe(
                 (_, Some(reference)) => reference.clone(),
             };
             UncoveredFamily::check(&recipe.build.system_packages, family, glibc, &builder)?;
+        }
+        // The shipped upstream builders are manylinux images, whose CPython
+        // is static: embedding cannot work on them. When no local builder
+        // can stand in for them, say so now (else the resolver decides, once
+        // it knows whether a registry answers).
+        let upstream_only = settings.builder_source == Some(crate::catalog::Source::Upstream)
+            || catalog.local_builder(glibc).is_none();
+        if settings.builder_image.is_none()
+            && settings.builder_source != Some(crate::catalog::Source::Local)
+            && entry.source == crate::catalog::Source::Upstream
+            && entry.origin == crate::catalog::Origin::Shipped
+            && upstream_only
+            && let Some(command) = links_libpython(&recipe.build.commands)
+        {
+            return Err(PlanError::StaticLibpython {
+                glibc,
+                image: entry.reference.clone().unwrap_or_default(),
+                command,
+                version: recipe.python.clone(),
+                why: match settings.builder_source {
+                    Some(_) => "--builder-source upstream asks for it".into(),
+                    None => format!("the catalog has no local builder for glibc {glibc}"),
+                },
+            });
         }
         let smoke_suite = match &settings.smoke_suite {
             Some(s) => {
@@ -463,6 +505,15 @@ fn pin_to_record(
         });
     }
     Ok(())
+}
+
+/// The 1-based index of the first build command that links libpython
+/// (`-lpython3.X`, `python3-config --embed`, pkg-config's `python-3.X-embed`).
+pub fn links_libpython(commands: &[String]) -> Option<usize> {
+    commands
+        .iter()
+        .position(|c| c.contains("-lpython") || c.contains("-embed"))
+        .map(|i| i + 1)
 }
 
 fn steps_for(

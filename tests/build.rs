@@ -891,6 +891,37 @@ fn plan_refuses_a_builder_family_the_recipe_does_not_cover() {
     assert!(steps.contains("rpm: libyaml-devel"), "{steps}");
 }
 
+/// Embedding on a static CPython (every manylinux image) is refused while
+/// planning when no local builder can stand in; with one, the resolver
+/// decides once it knows whether the pull works.
+#[test]
+fn plan_refuses_embedding_on_a_static_python_builder_it_cannot_avoid() {
+    let recipe = repo().join("recipes/embed-launcher/hermetic.toml");
+    let recipe = recipe.to_str().unwrap();
+    for args in [
+        vec!["--glibc", "2.34"],
+        vec!["--glibc", "2.28", "--builder-source", "upstream"],
+    ] {
+        let mut all = vec!["build", "-r", recipe, "--plan"];
+        all.extend(&args);
+        let out = hermetic(&all);
+        assert_eq!(out.status.code(), Some(2), "{args:?}: {}", text(&out));
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        for needle in [
+            "static CPython",
+            "links libpython (build command 1)",
+            "manylinux",
+        ] {
+            assert!(
+                stderr.contains(needle),
+                "{args:?}: `{needle}` not in {stderr}"
+            );
+        }
+    }
+    let out = hermetic(&["build", "-r", recipe, "--plan", "--glibc", "2.28"]);
+    assert!(out.status.success(), "{}", text(&out));
+}
+
 #[test]
 fn plan_json_describes_offline_and_network_steps() {
     let recipe = repo().join("recipes/pyyaml-libyaml/hermetic.toml");

@@ -17,6 +17,7 @@ use tracing::{info, instrument};
 
 use super::{BuildContext, BuildError, step_failed};
 use crate::bundle::{FetchedInput, InputKind, OsPackage};
+use crate::catalog::PackageFamily;
 use crate::engine::{CA_ENV, ContainerSpec, Engine, ExecSpec, Network};
 use crate::plan::{PinnedRequirement, ReplayError, TargetPlan};
 use crate::{archive, paths};
@@ -43,6 +44,7 @@ pub struct DerivedImage {
 pub async fn derive_image(
     ctx: &BuildContext<'_>,
     builder_id: &str,
+    family: PackageFamily,
     packages: &[String],
 ) -> Result<DerivedImage, BuildError> {
     if packages.is_empty() {
@@ -69,20 +71,25 @@ pub async fn derive_image(
     };
     let container = engine.create_container(&spec).await?;
     let result = async {
-        let before = list_packages(&container).await?;
-        let script = format!(
-            "set -e\n\
-             if command -v apt-get >/dev/null; then\n\
-               apt-get update -qq && apt-get install -y -qq --no-install-recommends {pkgs} && rm -rf /var/lib/apt/lists/*\n\
-             elif command -v dnf >/dev/null; then dnf install -y {pkgs} && dnf clean all\n\
-             else yum install -y {pkgs} && yum clean all; fi",
-            pkgs = sorted.iter().map(|p| crate::shell::quote(p)).collect::<Vec<_>>().join(" ")
-        );
+        let before = list_packages(&container, family).await?;
+        let pkgs = sorted.iter().map(|p| crate::shell::quote(p)).collect::<Vec<_>>().join(" ");
+        // The family the resolver found decides the tool, so a recipe's
+        // Debian names never reach dnf, nor RPM names apt.
+        let script = match family {
+            PackageFamily::Deb => format!(
+                "set -e\napt-get update -qq && apt-get install -y -qq --no-install-recommends {pkgs} \
+                 && rm -rf /var/lib/apt/lists/*"
+            ),
+            PackageFamily::Rpm => format!(
+                "set -e\nif command -v dnf >/dev/null; then dnf install -y {pkgs} && dnf clean all; \
+                 else yum install -y {pkgs} && yum clean all; fi"
+            ),
+        };
         let out = container.exec(&ExecSpec::shell(script)).await?;
         if out.exit_code != 0 {
             return Err(step_failed("install system packages", &out, container.log_path()));
         }
-        let after = list_packages(&container).await?;
+        let after = list_packages(&container, family).await?;
         let added: Vec<OsPackage> = after.into_iter().filter(|p| !before.contains(p)).collect();
         let labels = HashMap::from([
             ("io.hermetic.packages".to_string(), serde_json::to_string(&added).unwrap_or_default()),
@@ -132,12 +139,13 @@ async fn cached_derived(engine: &Engine, tag: &str) -> Result<Option<DerivedImag
 pub async fn derive_recorded_image(
     ctx: &BuildContext<'_>,
     builder_id: &str,
+    family: PackageFamily,
     requested: &[String],
     recorded: &[OsPackage],
 ) -> Result<DerivedImage, BuildError> {
     if recorded.is_empty() {
         // The fetch added nothing: the builder had every requested package.
-        return derive_image(ctx, builder_id, &[]).await;
+        return derive_image(ctx, builder_id, family, &[]).await;
     }
     let (_, usual) = derived_tag(ctx.engine, builder_id, requested);
     if let Some(cached) = cached_derived(ctx.engine, &usual).await?
@@ -148,7 +156,7 @@ pub async fn derive_recorded_image(
     }
     let pins: Vec<String> = recorded.iter().map(exact_package_spec).collect();
     let shown = pins.join(" ");
-    let derived = derive_image(ctx, builder_id, &pins)
+    let derived = derive_image(ctx, builder_id, family, &pins)
         .await
         .map_err(|e| match e {
             BuildError::Step { tail, .. } => BuildError::Replay(ReplayError {
@@ -185,10 +193,16 @@ fn exact_package_spec(p: &OsPackage) -> String {
     }
 }
 
-async fn list_packages(container: &crate::engine::Container) -> Result<Vec<OsPackage>, BuildError> {
-    let script = "if command -v dpkg-query >/dev/null; then \
-                    dpkg-query -W -f='deb\\t${Package}\\t${Version}\\t${Architecture}\\n'; \
-                  else rpm -qa --qf 'rpm\\t%{NAME}\\t%{VERSION}-%{RELEASE}\\t%{ARCH}\\n'; fi";
+async fn list_packages(
+    container: &crate::engine::Container,
+    family: PackageFamily,
+) -> Result<Vec<OsPackage>, BuildError> {
+    let script = match family {
+        PackageFamily::Deb => {
+            "dpkg-query -W -f='deb\\t${Package}\\t${Version}\\t${Architecture}\\n'"
+        }
+        PackageFamily::Rpm => "rpm -qa --qf 'rpm\\t%{NAME}\\t%{VERSION}-%{RELEASE}\\t%{ARCH}\\n'",
+    };
     let out = container.exec(&ExecSpec::shell(script)).await?;
     if out.exit_code != 0 {
         return Err(step_failed(

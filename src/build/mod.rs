@@ -193,7 +193,7 @@ async fn build_target(
     // Embedding needs libpython3.X.so; a static CPython (every manylinux
     // image) has none. Stop before fetching anything, saying why.
     if !builder.shared_libpython
-        && let Some(command) = links_libpython(&target.commands)
+        && let Some(command) = crate::plan::links_libpython(&target.commands)
     {
         return Err(BuilderError::StaticLibpython {
             glibc: target.glibc,
@@ -222,6 +222,11 @@ async fn build_target(
             });
         }
     };
+    // Only read when there are packages, which the match above allows only
+    // with a known family.
+    let family = builder
+        .package_family
+        .unwrap_or(crate::catalog::PackageFamily::Deb);
     phase.finish();
     timed("resolve", started);
 
@@ -234,10 +239,16 @@ async fn build_target(
         ),
     );
     let derived = match &plan.replay {
-        None => fetch::derive_image(ctx, &builder.image_id, &packages).await?,
+        None => fetch::derive_image(ctx, &builder.image_id, family, &packages).await?,
         Some(replay) => {
-            fetch::derive_recorded_image(ctx, &builder.image_id, &packages, &replay.system_packages)
-                .await?
+            fetch::derive_recorded_image(
+                ctx,
+                &builder.image_id,
+                family,
+                &packages,
+                &replay.system_packages,
+            )
+            .await?
         }
     };
     let python = format!("{}/bin/{}", builder.python_prefix, ctx.python_exe);
@@ -519,15 +530,6 @@ fn python_full_version(builder: &builder::ResolvedBuilder) -> String {
     builder.python_version.clone()
 }
 
-/// The 1-based index of the first build command that links libpython
-/// (`-lpython3.X`, `python3-config --embed`, pkg-config's `python-3.X-embed`).
-pub fn links_libpython(commands: &[String]) -> Option<usize> {
-    commands
-        .iter()
-        .position(|c| c.contains("-lpython") || c.contains("-embed"))
-        .map(|i| i + 1)
-}
-
 /// `"3.11"` -> (`"python3.11"`, `"3.11"`).
 fn python_names(python: &str) -> Result<(String, String), BuildError> {
     let mut parts = python.split('.');
@@ -795,7 +797,8 @@ fn tail_text(tail: &[String]) -> String {
 
 #[cfg(test)]
 mod tests {
-    use super::{SourceRule, links_libpython, snapshot_context};
+    use super::{SourceRule, snapshot_context};
+    use crate::plan::links_libpython;
     use std::path::Path;
 
     fn git(dir: &Path, args: &[&str]) {

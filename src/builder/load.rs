@@ -55,7 +55,7 @@ pub struct LoadReport {
 
 /// The two formats, as found in the unpacked archive.
 enum Format {
-    Oci(Layout),
+    Oci(Box<Layout>),
     Docker(Vec<DockerSaveEntry>),
 }
 
@@ -87,7 +87,9 @@ pub async fn load_archive(engine: &Engine, path: &Path) -> Result<LoadReport, Bu
         .map_err(|e| bad(format!("unpacking stopped: {e}")))??;
     }
     let format = if unpacked.join("oci-layout").is_file() {
-        Format::Oci(Layout::open(&unpacked).map_err(|e| bad(e.to_string()))?)
+        Format::Oci(Box::new(
+            Layout::open(&unpacked).map_err(|e| bad(e.to_string()))?,
+        ))
     } else if unpacked.join("manifest.json").is_file() {
         let text = fs_err::read(unpacked.join("manifest.json"))?;
         let entries: Vec<DockerSaveEntry> =
