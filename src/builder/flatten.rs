@@ -539,6 +539,7 @@ mod tests {
             let mut h = tar::Header::new_ustar();
             h.set_mtime(*mtime);
             h.set_uid(1000);
+            h.set_gid(0);
             if p.ends_with('/') {
                 h.set_entry_type(tar::EntryType::Directory);
                 h.set_mode(0o755);

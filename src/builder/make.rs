@@ -642,3 +642,32 @@ fn build_context(
     builder.finish()?;
     Ok(tmp)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_changed_package_version_is_refused_by_name_and_versions() {
+        let pins = Pins {
+            against: "the image lock".into(),
+            packages: BTreeMap::from([
+                ("libc6".to_string(), "2.31-13+deb11u10".to_string()),
+                ("gcc".to_string(), "4:10.2.1-1".to_string()),
+            ]),
+        };
+        let mut got = pins.packages.clone();
+        check_packages("b", &pins, &got).unwrap();
+        got.insert("libc6".into(), "2.31-13+deb11u11".into());
+        got.insert("extra".into(), "1".into());
+        let err = check_packages("hermetic/builder:x", &pins, &got)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("libc6: locked 2.31-13+deb11u10, now 2.31-13+deb11u11"),
+            "{err}"
+        );
+        assert!(err.contains("extra: not locked, now 1"), "{err}");
+        assert!(!err.contains("gcc"), "{err}");
+    }
+}
