@@ -366,19 +366,46 @@ pub async fn verify(global: &GlobalSettings, s: VerifySettings) -> Result<Outcom
             };
             let plan = crate::plan::from_recipe(&recipe, &settings, record.source_date_epoch)?;
             let engine = connect(global).await?;
-            // A builder named by image ID (a local one) cannot be fetched:
-            // say so, and whether a builder of that name made here differs.
+            // A builder named by image ID (a local one) cannot be pulled,
+            // but it is reproducible: made again from the recorded catalog
+            // inputs and package versions it gets the recorded ID.
             if !builder.contains('@') && engine.inspect_image(&builder).await?.is_none() {
-                let here = engine
-                    .inspect_image(&record.builder.reference)
-                    .await?
-                    .map(|i| i.id);
-                return Err(VerifyError::MissingBuilder {
-                    image_id: record.builder.image_id.clone(),
-                    reference: record.builder.reference.clone(),
-                    here,
-                }
-                .into());
+                let Some(inputs_hash) = &record.builder.inputs_hash else {
+                    let here = engine
+                        .inspect_image(&record.builder.reference)
+                        .await?
+                        .map(|i| i.id);
+                    return Err(VerifyError::MissingBuilder {
+                        image_id: record.builder.image_id.clone(),
+                        reference: record.builder.reference.clone(),
+                        here,
+                    }
+                    .into());
+                };
+                tracing::warn!(
+                    "the recorded builder {} ({}) is not on this engine: making it from its \
+                     recorded catalog inputs {inputs_hash} and {} package versions (minutes)",
+                    record.builder.image_id,
+                    record.builder.reference,
+                    record.builder.packages.len()
+                );
+                let pins = builder::make::Pins {
+                    against: format!("the build record {}", record_path.display()),
+                    packages: record.builder.packages.clone(),
+                };
+                let ready = builder::make::remake_recorded(
+                    &engine,
+                    record.glibc,
+                    inputs_hash,
+                    &record.builder.image_id,
+                    pins,
+                )
+                .await?;
+                tracing::warn!(
+                    "builder {} remade with the recorded image ID in {} s; verifying",
+                    ready.image_id,
+                    ready.elapsed_ms / 1000
+                );
             }
             let built = crate::build::run(&engine, &plan, host_ca_bundle()?).await?;
             if !built.passed {

@@ -40,6 +40,26 @@
 //!   checksum and no dictionary. The bytes depend on libzstd's version, which
 //!   `Cargo.lock` pins through `zstd-sys`.
 //!
+//! # Image filesystem layers (builder and base images)
+//!
+//! A whole root filesystem cannot follow the bundle rules (setuid `su`,
+//! `/hermetic` owned by uid 1000, `/dev/null` are part of what the image
+//! is), so [`FsLayerWriter`] keeps what the filesystem means and drops what
+//! only says when and where it was made:
+//!
+//! * **Order** as above: sorted by the bytes of the path, no root entry.
+//! * **Timestamps** clamped to the epoch (`min(mtime, epoch)`): files made
+//!   during an image build carry the build's time, files from the rootfs
+//!   keep the fixed epoch mmdebstrap gave them.
+//! * **Owners** numeric uid/gid as found, empty user and group names.
+//! * **Modes** as found (permission, setuid, setgid and sticky bits).
+//! * **Kinds** directories, regular files, symlinks, character and block
+//!   devices, FIFOs. Hard links are regular files (as above).
+//! * **No PAX records**: xattrs, atime/ctime and sub-second times of the
+//!   engine's layers never reach the output.
+//! * **Uncompressed**: the layer's digest is its `diff_id`, and an engine
+//!   loads it without a compression library's version mattering.
+//!
 //! Readers never trust a file name: [`open_archive`] picks the decoder from
 //! the first bytes (gzip, zstd or plain tar). Nor do they trust the bytes:
 //! every archive is read through one [`ArchiveReader`], whose
@@ -1576,6 +1596,135 @@ pub fn sha256_bytes(data: &[u8]) -> String {
 
 fn is_sha256_hex(s: &str) -> bool {
     s.len() == 64 && s.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'))
+}
+
+/// What an entry of an image filesystem layer is (see "Image filesystem
+/// layers" in the module docs).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum FsKind {
+    /// A directory.
+    Dir,
+    /// A regular file of this many bytes.
+    File(u64),
+    /// A symlink to this target (stored verbatim: an image's own absolute
+    /// links such as `/etc/alternatives/…` are part of it).
+    Symlink(String),
+    /// A character device (major, minor).
+    Char(u32, u32),
+    /// A block device (major, minor).
+    Block(u32, u32),
+    /// A FIFO.
+    Fifo,
+}
+
+/// One entry of an image filesystem layer.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FsEntry {
+    /// Relative path, no `./` and no trailing slash.
+    pub path: String,
+    pub kind: FsKind,
+    /// Mode bits (`0o7777` is kept).
+    pub mode: u32,
+    pub uid: u64,
+    pub gid: u64,
+    pub mtime: u64,
+}
+
+/// Writes an image filesystem layer (uncompressed tar) by the rules in the
+/// module docs, hashing it as it goes.
+pub struct FsLayerWriter<W: Write> {
+    builder: tar::Builder<HashingWriter<W>>,
+    epoch: u64,
+    last: Option<String>,
+}
+
+impl<W: Write> FsLayerWriter<W> {
+    /// A writer whose mtimes are clamped to `epoch`.
+    pub fn new(out: W, epoch: u64) -> Self {
+        FsLayerWriter {
+            builder: tar::Builder::new(HashingWriter::new(out)),
+            epoch,
+            last: None,
+        }
+    }
+
+    /// Appends one entry; `data` gives a regular file's bytes (exactly its
+    /// size). Entries must come sorted and unique.
+    pub fn append(&mut self, entry: &FsEntry, data: impl Read) -> Result<(), ArchiveError> {
+        if !is_plain_relative(&entry.path) {
+            return Err(ArchiveError::InvalidEntryPath {
+                path: entry.path.clone(),
+            });
+        }
+        if let Some(last) = &self.last
+            && last.as_bytes() >= entry.path.as_bytes()
+        {
+            return Err(ArchiveError::UnsortedEntries {
+                path: entry.path.clone(),
+                previous: last.clone(),
+            });
+        }
+        self.last = Some(entry.path.clone());
+        let mut header = tar::Header::new_gnu();
+        header.set_mtime(entry.mtime.min(self.epoch));
+        header.set_uid(entry.uid);
+        header.set_gid(entry.gid);
+        header.set_username("")?;
+        header.set_groupname("")?;
+        header.set_mode(entry.mode & 0o7777);
+        header.set_size(0);
+        let b = &mut self.builder;
+        match &entry.kind {
+            FsKind::Dir => {
+                header.set_entry_type(tar::EntryType::Directory);
+                b.append_data(&mut header, &entry.path, io::empty())?;
+            }
+            FsKind::File(size) => {
+                header.set_entry_type(tar::EntryType::Regular);
+                header.set_size(*size);
+                let reader = ExactReader {
+                    inner: data,
+                    remaining: *size,
+                };
+                b.append_data(&mut header, &entry.path, reader)
+                    .map_err(|e| match e.kind() {
+                        io::ErrorKind::UnexpectedEof => ArchiveError::FileChanged {
+                            path: PathBuf::from(&entry.path),
+                            expected: *size,
+                        },
+                        _ => ArchiveError::Io(e),
+                    })?;
+            }
+            FsKind::Symlink(target) => {
+                header.set_entry_type(tar::EntryType::Symlink);
+                b.append_link(&mut header, &entry.path, target)?;
+            }
+            FsKind::Char(major, minor) | FsKind::Block(major, minor) => {
+                header.set_entry_type(if matches!(entry.kind, FsKind::Char(..)) {
+                    tar::EntryType::Char
+                } else {
+                    tar::EntryType::Block
+                });
+                header.set_device_major(*major)?;
+                header.set_device_minor(*minor)?;
+                b.append_data(&mut header, &entry.path, io::empty())?;
+            }
+            FsKind::Fifo => {
+                header.set_entry_type(tar::EntryType::Fifo);
+                b.append_data(&mut header, &entry.path, io::empty())?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Ends the tar and returns the output, the SHA-256 (hex) and the size
+    /// of what was written.
+    pub fn finish(self) -> Result<(W, String, u64), ArchiveError> {
+        let hashing = self.builder.into_inner()?;
+        let (mut out, sha256, size) = hashing.finish();
+        out.flush()?;
+        Ok((out, sha256, size))
+    }
 }
 
 #[cfg(test)]

@@ -26,7 +26,9 @@ pub const TOOLCHAIN_CC: &str = include_str!("../Dockerfiles/hermetic-cc");
 /// How toolchain builders build their libraries from source.
 pub const TOOLCHAIN_LIBRARIES: &str = include_str!("../Dockerfiles/hermetic-build-libraries");
 /// Bumped when the way local images are made changes, to invalidate caches.
-const LOCAL_IMAGE_FORMAT: u32 = 1;
+/// 2: images are flattened into one reproducible layer (`builder::flatten`),
+/// so an image made the old way is never taken for one under the same tag.
+const LOCAL_IMAGE_FORMAT: u32 = 2;
 
 /// The whole catalog file.
 #[derive(Debug, Clone, Deserialize)]

@@ -10,8 +10,10 @@ use crate::glibc::Glibc;
 
 /// Format version of the record. 2: the derived builder's image ID is no
 /// longer recorded (it is remade from the recorded packages, and its ID
-/// depends on when).
-pub const RECORD_FORMAT: u32 = 2;
+/// depends on when). 3: a local builder is recorded with the catalog
+/// inputs hash and the package versions it was made from, and its image ID
+/// is reproducible, so `verify` can remake it on another machine.
+pub const RECORD_FORMAT: u32 = 3;
 
 /// Everything needed to rebuild a bundle and check the result.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -58,6 +60,11 @@ pub struct RecordedRecipe {
 /// packages is not recorded by ID: it is a cache, remade from the builder
 /// and [`BuildRecord::system_packages`] at their recorded versions, and its
 /// ID changes each time it is made.
+///
+/// An upstream builder is pinned by its registry digest (`reference`). A
+/// local one by content: its image ID, reproducible from the catalog inputs
+/// (`inputs_hash`) at the recorded package versions, which is what `verify`
+/// remakes it from where it is missing; `reference` is only its name.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RecordedBuilder {
@@ -65,6 +72,12 @@ pub struct RecordedBuilder {
     pub image_id: String,
     /// The glibc found inside it.
     pub glibc: Glibc,
+    /// Local builders: the catalog inputs hash it was made from.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub inputs_hash: Option<String>,
+    /// Local builders: the Debian packages inside it, name -> version.
+    #[serde(default, skip_serializing_if = "std::collections::BTreeMap::is_empty")]
+    pub packages: std::collections::BTreeMap<String, String>,
 }
 
 /// One output file.
@@ -103,6 +116,8 @@ pub(crate) fn sample_record() -> BuildRecord {
             reference: "hermetic/builder:glibc2.31-x".into(),
             image_id: format!("sha256:{}", "cc".repeat(32)),
             glibc: Glibc::new(2, 31),
+            inputs_hash: Some("dd".repeat(32)),
+            packages: [("libc6".to_string(), "2.31-13+deb11u11".to_string())].into(),
         },
         system_packages: vec![OsPackage {
             name: "libyaml-dev".into(),

@@ -94,9 +94,9 @@ impl VerifyError {
                     .into(),
             ),
             VerifyError::MissingBuilder { .. } => Some(
-                "a local builder made again gets another image ID (its layers record when they \
-                 were built): `docker save` the recorded image where the release was built and \
-                 `docker load` it here, or build releases with an upstream builder pinned by digest"
+                "the record does not say which catalog inputs the builder was made from (an \
+                 image given with --builder-image): `docker save` the recorded image where the \
+                 release was built and `docker load` it here"
                     .into(),
             ),
             _ => None,

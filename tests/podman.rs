@@ -181,6 +181,7 @@ async fn podman_builds_the_same_bytes_as_docker_and_cleans_up() {
             build_args: Default::default(),
             labels: Default::default(),
             log: ctx.path().join("build.log"),
+            no_cache: false,
         })
         .await
         .unwrap();

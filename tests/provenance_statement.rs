@@ -28,6 +28,8 @@ fn record() -> BuildRecord {
             reference: "quay.io/pypa/manylinux_2_28_x86_64@sha256:".to_string() + &"c3".repeat(32),
             image_id: format!("sha256:{}", "d4".repeat(32)),
             glibc: "2.28".parse().unwrap(),
+            inputs_hash: None,
+            packages: Default::default(),
         },
         system_packages: vec![OsPackage {
             name: "libyaml-devel".into(),

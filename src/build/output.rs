@@ -159,6 +159,8 @@ pub fn stage(
             reference: builder.reference.clone(),
             image_id: builder.image_id.clone(),
             glibc: builder.found,
+            inputs_hash: builder.inputs_hash.clone(),
+            packages: builder.packages.clone(),
         },
         system_packages: derived.packages.clone(),
         inputs: inputs.to_vec(),

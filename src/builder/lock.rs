@@ -1,7 +1,8 @@
 //! The image locks (`$HERMETIC_HOME/images.lock.<engine>.json`, one per
 //! engine): the exact image IDs of the builders and bases made on this
 //! machine, with the inputs hash each was made from, so later builds use
-//! exactly those images and notice when the catalog has moved on.
+//! exactly those images and notice when the catalog has moved on, and the
+//! package versions inside each, so a remake cannot silently get others.
 
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -52,6 +53,10 @@ pub struct LockedImage {
     /// audited against when the image was accepted.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub toolchain_glibc: Option<crate::glibc::Glibc>,
+    /// The Debian packages inside it, name -> version: a remake from the
+    /// same inputs that would get another version is refused, naming it.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub packages: BTreeMap<String, String>,
 }
 
 impl Lock {
@@ -114,6 +119,7 @@ mod tests {
             image_id: "sha256:aa".into(),
             inputs_hash: "bb".into(),
             toolchain_glibc: None,
+            packages: BTreeMap::from([("libc6".into(), "2.31-13+deb11u11".into())]),
         };
         Lock::record(&path, |l| &mut l.builders, "2.31".into(), image.clone()).unwrap();
         Lock::record(&path, |l| &mut l.bases, "trixie".into(), image.clone()).unwrap();

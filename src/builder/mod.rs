@@ -6,12 +6,16 @@
 //! Data flow for `hermetic images build --glibc 2.31`: the catalog entry
 //! ([`crate::catalog`]) -> its inputs hash -> if the lock names an image
 //! with that hash and the engine has it, done; otherwise mmdebstrap a
-//! minbase rootfs, import it, build the Dockerfile on top, and record the
-//! resulting image ID in the lock. A build then resolves its baseline to
-//! exactly that image ID and checks the glibc inside it.
+//! minbase rootfs, write it as a one-layer base image, build the Dockerfile
+//! on top, flatten that into a reproducible image ([`flatten`]), and record
+//! its image ID and package versions in the lock. A build then resolves its
+//! baseline to exactly that image ID and checks the glibc inside it; its
+//! record pins the builder by that ID and the inputs hash, which is all
+//! `verify` needs to make it again elsewhere ([`make::remake_recorded`]).
 
 pub mod download;
 pub mod load;
+pub mod flatten;
 pub mod lock;
 pub mod make;
 pub mod resolve;
@@ -196,6 +200,60 @@ pub enum BuilderError {
         expected: String,
     },
 
+    /// Flattening an image into one reproducible layer failed.
+    #[error("flattening {image} into a reproducible image failed: {reason}")]
+    Flatten {
+        /// The image (or layer) being read.
+        image: String,
+        /// What went wrong.
+        reason: String,
+    },
+
+    /// A remade image would hold other package versions than the locked
+    /// (or recorded) ones.
+    #[error(
+        "remaking {image} would install other package versions than {against} locks: {}{}",
+        changes.iter().take(8).cloned().collect::<Vec<_>>().join("; "),
+        if changes.len() > 8 { format!("; and {} more", changes.len() - 8) } else { String::new() }
+    )]
+    PackagesChanged {
+        /// The image being made.
+        image: String,
+        /// Where the locked versions come from (the image lock, a record).
+        against: String,
+        /// `name: locked 1.0, now 1.1`, one per package.
+        changes: Vec<String>,
+    },
+
+    /// A builder remade from a record's inputs is not the recorded image.
+    #[error(
+        "the glibc {glibc} builder remade from inputs {inputs_hash} is {got}, not the recorded {expected}"
+    )]
+    RemadeDiffers {
+        /// The baseline.
+        glibc: Glibc,
+        /// The catalog inputs hash it was made from.
+        inputs_hash: String,
+        /// The recorded image ID.
+        expected: String,
+        /// The ID it got.
+        got: String,
+    },
+
+    /// A record names a builder made from catalog inputs this hermetic
+    /// does not have.
+    #[error(
+        "the record's glibc {glibc} builder was made from catalog inputs {recorded}; this hermetic's catalog gives {current}"
+    )]
+    InputsMoved {
+        /// The baseline.
+        glibc: Glibc,
+        /// The recorded inputs hash.
+        recorded: String,
+        /// The catalog's.
+        current: String,
+    },
+
     /// The lock file does not parse.
     #[error("lock file {} is unreadable: {reason}", path.display())]
     BadLock {
@@ -266,6 +324,17 @@ impl BuilderError {
             ),
             BuilderError::NoPython { .. } => Some(
                 "the builder needs the recipe's CPython at the catalog's prefix or under /opt/python/cpXY-cpXY".into(),
+            ),
+            BuilderError::PackagesChanged { .. } => Some(
+                "the mirror now serves other versions than the lock (or the record) names: \
+                 remake against a mirror snapshot of that time (`mirror` in the catalog, e.g. \
+                 snapshot.debian.org), or drop the lock entry to accept the new versions"
+                    .into(),
+            ),
+            BuilderError::InputsMoved { .. } | BuilderError::RemadeDiffers { .. } => Some(
+                "verify with the hermetic version the record names, or `docker load` the \
+                 recorded builder image"
+                    .into(),
             ),
             BuilderError::NoBootstrapTool => {
                 Some("install one: `apt-get install mmdebstrap`".into())

@@ -52,6 +52,12 @@ pub struct ResolvedBuilder {
     /// The package manager family found in the image (apt: deb; dnf or
     /// yum: rpm); `None` when it has none of them.
     pub package_family: Option<PackageFamily>,
+    /// Local builders: the catalog inputs hash it was made from (its
+    /// `io.hermetic.inputs-hash` label), which a record pins it by.
+    pub inputs_hash: Option<String>,
+    /// Local builders: its Debian packages, name -> version (from the lock,
+    /// else asked of dpkg inside it).
+    pub packages: std::collections::BTreeMap<String, String>,
 }
 
 impl ResolvedBuilder {
@@ -146,6 +152,10 @@ pub async fn resolve_builder(
         Source::Upstream => reference,
     };
     let found = image_glibc(engine, &image_id).await?;
+    let (inputs_hash, packages) = match source {
+        Source::Local => local_facts(engine, &image_id, &reference).await?,
+        Source::Upstream => (None, Default::default()),
+    };
     // A toolchain builder targets an older glibc than its distro's; the
     // claim was audited when the image was made (see the lock).
     let toolchain = toolchain_baseline(engine, &image_id)?;
@@ -170,6 +180,8 @@ pub async fn resolve_builder(
             python_version: String::new(),
             shared_libpython: catalog_says_shared,
             package_family: catalog_family,
+            inputs_hash,
+            packages,
         });
     };
     // Where the interpreter is: the catalog's prefix first, then the
@@ -202,7 +214,49 @@ pub async fn resolve_builder(
         python_version: probe.version,
         shared_libpython: probe.shared,
         package_family: probe.family,
+        inputs_hash,
+        packages,
     })
+}
+
+/// What a record pins a local builder by besides its ID: the inputs hash
+/// on its label, and its package versions (the lock's, or dpkg's answer
+/// when the image came from elsewhere, e.g. `docker load`).
+async fn local_facts(
+    engine: &Engine,
+    image_id: &str,
+    reference: &str,
+) -> Result<(Option<String>, std::collections::BTreeMap<String, String>), BuilderError> {
+    let inputs_hash = engine
+        .inspect_image(image_id)
+        .await?
+        .and_then(|i| i.labels.get("io.hermetic.inputs-hash").cloned());
+    let lock = Lock::load(&paths::image_lock(&engine.lock_key()))?;
+    if let Some(l) = lock
+        .builders
+        .values()
+        .find(|l| l.image_id == image_id && !l.packages.is_empty())
+    {
+        return Ok((inputs_hash, l.packages.clone()));
+    }
+    let container = engine.create_container(&probe_spec(image_id)).await?;
+    let out = container
+        .exec(&crate::engine::ExecSpec::shell(
+            "cat /var/lib/dpkg/status 2>/dev/null || true",
+        ))
+        .await;
+    container.remove().await;
+    let out = out?;
+    if out.exit_code != 0 {
+        return Err(BuilderError::Flatten {
+            image: reference.to_string(),
+            reason: format!("reading its dpkg status failed: {}", out.tail.join(" | ")),
+        });
+    }
+    Ok((
+        inputs_hash,
+        super::flatten::dpkg_status_packages(&out.stdout),
+    ))
 }
 
 /// The baseline a toolchain builder was audited for when it was made, from
@@ -383,7 +437,7 @@ async fn local_or_make(
         Ok(found) => Ok(found),
         Err(BuilderError::LocalMissing { reason, .. }) => {
             tracing::debug!("{reason}: making it");
-            let ready = super::make::make_local_builder(engine, glibc, false, true).await?;
+            let ready = super::make::make_local_builder(engine, glibc, false, true, None).await?;
             Ok((ready.tag, ready.image_id))
         }
         Err(other) => Err(other),
@@ -616,6 +670,7 @@ pub async fn runtime_base(engine: &Engine, suite: &str) -> Result<LockedImage, B
                 image_id: ready.image_id,
                 inputs_hash: ready.inputs_hash,
                 toolchain_glibc: None,
+                packages: Default::default(),
             })
         }
     }

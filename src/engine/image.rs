@@ -38,6 +38,9 @@ pub struct BuildImageSpec {
     pub labels: HashMap<String, String>,
     /// Log file that receives the builder's output.
     pub log: PathBuf,
+    /// Run every step again instead of reusing the engine's cached layers
+    /// (a forced remake must really remake, or it proves nothing).
+    pub no_cache: bool,
 }
 
 impl Engine {
@@ -317,6 +320,7 @@ impl Engine {
             .t(&spec.tag)
             .rm(true)
             .forcerm(true)
+            .nocache(spec.no_cache)
             .buildargs(&spec.build_args)
             .labels(&spec.labels)
             .build();

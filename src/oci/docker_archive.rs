@@ -53,15 +53,41 @@ pub fn write_manifest(
     out: &Path,
 ) -> Result<PathBuf, OciError> {
     let config = manifest.config().digest().to_string();
+    let layers: Vec<(String, PathBuf)> = manifest
+        .layers()
+        .iter()
+        .map(|l| {
+            let d = l.digest().to_string();
+            let path = blob_path(layout_dir, &d);
+            (d, path)
+        })
+        .collect();
+    write_parts(
+        (&config, &blob_path(layout_dir, &config)),
+        &layers,
+        image_ref,
+        out,
+    )
+}
+
+/// Writes a docker-archive of one image from its parts on the host: the
+/// config (digest, file) and the layers (digest, file), bottom first.
+/// Shared by `--load` and the flattened builder images.
+pub fn write_parts(
+    config: (&str, &Path),
+    layers: &[(String, PathBuf)],
+    image_ref: &str,
+    out: &Path,
+) -> Result<PathBuf, OciError> {
+    let (config, config_path) = config;
     let work = out.with_extension("d");
     fs_err::create_dir_all(&work).map_err(OciError::io(&work))?;
     let save = [SaveManifest {
-        config: format!("{}.json", hex(&config)),
+        config: format!("{}.json", hex(config)),
         repo_tags: vec![image_ref.to_string()],
-        layers: manifest
-            .layers()
+        layers: layers
             .iter()
-            .map(|l| format!("{}/layer.tar", hex(l.digest().as_ref())))
+            .map(|(d, _)| format!("{}/layer.tar", hex(d)))
             .collect(),
     }];
     let manifest_json = work.join("manifest.json");
@@ -73,18 +99,11 @@ pub fn write_manifest(
     };
     let mut entries = vec![
         entry("manifest.json".into(), manifest_json),
-        entry(
-            format!("{}.json", hex(&config)),
-            blob_path(layout_dir, &config),
-        ),
+        entry(format!("{}.json", hex(config)), config_path.to_path_buf()),
     ];
-    for l in manifest.layers() {
-        let d = l.digest().to_string();
-        entries.push(entry(hex(&d).to_string(), layout_dir.to_path_buf()));
-        entries.push(entry(
-            format!("{}/layer.tar", hex(&d)),
-            blob_path(layout_dir, &d),
-        ));
+    for (d, path) in layers {
+        entries.push(entry(hex(d).to_string(), work.clone()));
+        entries.push(entry(format!("{}/layer.tar", hex(d)), path.clone()));
     }
     entries.sort_by(|a, b| a.archive_path.cmp(&b.archive_path));
     entries.dedup_by(|a, b| a.archive_path == b.archive_path);
