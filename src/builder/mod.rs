@@ -14,8 +14,8 @@
 //! `verify` needs to make it again elsewhere ([`make::remake_recorded`]).
 
 pub mod download;
-pub mod load;
 pub mod flatten;
+pub mod load;
 pub mod lock;
 pub mod make;
 pub mod resolve;
