@@ -7,7 +7,7 @@
 //! through the tree's links.
 //!
 //! Properties: no panic, no hang, no unbounded memory; a result is a report or
-//! an error, and both render as text. Seeds: `fuzz/corpus/archive_scan`.
+//! an error, and both render as text. Seeds: `fuzz/seeds/archive_scan`.
 
 #![no_main]
 

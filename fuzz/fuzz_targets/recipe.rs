@@ -7,7 +7,7 @@
 //! Properties: no panic; every error renders (errors point at a line and
 //! column of the text, which must not slice it wrongly); text that does not
 //! parse does not load; a loaded recipe serializes (`build --plan --json`).
-//! Seeds: `fuzz/corpus/recipe` (the shipped recipes).
+//! Seeds: `fuzz/seeds/recipe` (the shipped recipes).
 
 #![no_main]
 

@@ -5,7 +5,7 @@
 //! fetch phase relies on: every requirement pinned to one version with at
 //! least one sha256 of 64 lowercase hex digits, names free of whitespace,
 //! no project listed twice (after PEP 503 normalisation), and its line
-//! number inside the text. Seeds: `fuzz/corpus/requirements`.
+//! number inside the text. Seeds: `fuzz/seeds/requirements`.
 
 #![no_main]
 

@@ -9,7 +9,7 @@
 //! (the temporary root holds only the input and `dest` afterwards, and the
 //! input is unchanged). After a success: the summary stays within the size
 //! limit, and every symlink in the tree resolves inside it.
-//! Seeds: `fuzz/corpus/unpack_safe` (see `scripts/fuzz-seeds`).
+//! Seeds: `fuzz/seeds/unpack_safe` (see `scripts/fuzz-seeds`).
 
 #![no_main]
 
