@@ -106,12 +106,16 @@ impl VerifyError {
 
 /// Reads and parses a build record (of this hermetic's record format).
 pub fn load_record(path: &Path) -> Result<BuildRecord, VerifyError> {
-    let text = fs_err::read_to_string(path)?;
+    parse_record(&fs_err::read_to_string(path)?, path)
+}
+
+/// Parses the text of a build record; `path` only names it in errors.
+pub fn parse_record(text: &str, path: &Path) -> Result<BuildRecord, VerifyError> {
     let bad = |reason: String| VerifyError::BadRecord {
         path: path.to_path_buf(),
         reason,
     };
-    let value: serde_json::Value = serde_json::from_str(&text).map_err(|e| bad(e.to_string()))?;
+    let value: serde_json::Value = serde_json::from_str(text).map_err(|e| bad(e.to_string()))?;
     match value.get("format").and_then(serde_json::Value::as_u64) {
         Some(f) if f == u64::from(crate::manifest::RECORD_FORMAT) => {}
         Some(f) => {
@@ -128,8 +132,16 @@ pub fn load_record(path: &Path) -> Result<BuildRecord, VerifyError> {
 
 /// Reads and parses an in-toto provenance statement.
 pub fn load_statement(path: &Path) -> Result<crate::provenance::Statement, VerifyError> {
-    let text = fs_err::read_to_string(path)?;
-    serde_json::from_str(&text).map_err(|e| VerifyError::BadStatement {
+    parse_statement(&fs_err::read_to_string(path)?, path)
+}
+
+/// Parses the text of an in-toto provenance statement; `path` only names it
+/// in errors.
+pub fn parse_statement(
+    text: &str,
+    path: &Path,
+) -> Result<crate::provenance::Statement, VerifyError> {
+    serde_json::from_str(text).map_err(|e| VerifyError::BadStatement {
         path: path.to_path_buf(),
         reason: e.to_string(),
     })

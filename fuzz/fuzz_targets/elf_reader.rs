@@ -1,7 +1,7 @@
 //! Fuzzes the ELF reader without its panic guard: any input must give
 //! `Ok(None)`, `Ok(Some(facts))` or an error, never a panic, hang or OOM.
-//! Seed it with real ELF files: `mkdir -p corpus/elf_reader && cp /bin/true
-//! /lib/x86_64-linux-gnu/libz.so.1 corpus/elf_reader/`.
+//! Seeds: `fuzz/seeds/elf_reader`, two small shared libraries made by
+//! `scripts/fuzz-seeds`.
 
 #![no_main]
 
