@@ -206,27 +206,28 @@ async fn build_target(
     // The recipe's list for the family this image really is (the plan
     // checked the catalog's word; an image given by the user, or one the
     // catalog does not describe, is asked).
-    let packages: Vec<String> = match builder.package_family {
-        Some(family) => crate::plan::UncoveredFamily::check(
-            &target.system_packages,
-            family,
-            target.glibc,
-            &builder.reference,
-        )?
-        .to_vec(),
-        None if target.system_packages.is_empty() => Vec::new(),
-        None => {
-            return Err(BuildError::NoPackageManager {
-                image: builder.reference.clone(),
-                packages: target.system_packages.describe(),
-            });
-        }
-    };
-    // Only read when there are packages, which the match above allows only
-    // with a known family.
-    let family = builder
-        .package_family
-        .unwrap_or(crate::catalog::PackageFamily::Deb);
+    let (family, packages): (crate::catalog::PackageFamily, Vec<String>) =
+        match builder.package_family {
+            Some(family) => {
+                let names = crate::plan::UncoveredFamily::check(
+                    &target.system_packages,
+                    family,
+                    target.glibc,
+                    &builder.reference,
+                )?;
+                (family, names.to_vec())
+            }
+            // Nothing to install: the family is never asked for.
+            None if target.system_packages.is_empty() => {
+                (crate::catalog::PackageFamily::Deb, Vec::new())
+            }
+            None => {
+                return Err(BuildError::NoPackageManager {
+                    image: builder.reference.clone(),
+                    packages: target.system_packages.describe(),
+                });
+            }
+        };
     phase.finish();
     timed("resolve", started);
 

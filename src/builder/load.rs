@@ -108,10 +108,7 @@ pub async fn load_archive(engine: &Engine, path: &Path) -> Result<LoadReport, Bu
             verify_blobs(layout).map_err(bad)?;
             let digests = manifest_digests(layout).map_err(bad)?;
             let entry = pinned_entry(catalog, |e| {
-                e.reference
-                    .as_deref()
-                    .and_then(|r| crate::engine::split_pinned(r).ok())
-                    .is_some_and(|(_, d)| digests.iter().any(|(x, _)| x == d))
+                pinned_digest(e).is_some_and(|d| digests.iter().any(|(x, _)| x == d))
             })
             .ok_or_else(|| BuilderError::NotInCatalog {
                 archive: path.to_path_buf(),
@@ -121,12 +118,7 @@ pub async fn load_archive(engine: &Engine, path: &Path) -> Result<LoadReport, Bu
                     .collect(),
                 hint: None,
             })?;
-            let pinned = entry
-                .reference
-                .as_deref()
-                .and_then(|r| crate::engine::split_pinned(r).ok())
-                .map(|(_, d)| d.to_string())
-                .unwrap_or_default();
+            let pinned = pinned_digest(entry).unwrap_or_default().to_string();
             let manifest = digests
                 .iter()
                 .find(|(d, _)| *d == pinned)
@@ -233,7 +225,14 @@ pub async fn load_archive(engine: &Engine, path: &Path) -> Result<LoadReport, Bu
     })
 }
 
-/// The upstream entry `matches` picks (user entries first: they override).
+/// The digest an entry's reference pins (`name@sha256:…`).
+fn pinned_digest(entry: &BuilderEntry) -> Option<&str> {
+    let reference = entry.reference.as_deref()?;
+    crate::engine::split_pinned(reference).ok().map(|(_, d)| d)
+}
+
+/// The first upstream entry `matches` picks (a user catalog's entry has
+/// already replaced the shipped one for its baseline).
 fn pinned_entry(
     catalog: &Catalog,
     matches: impl Fn(&BuilderEntry) -> bool,

@@ -99,9 +99,9 @@ impl Lock {
         key: String,
         image: LockedImage,
     ) -> Result<(), BuilderError> {
-        let mut lock = Lock::load(path)?;
-        pick(&mut lock).insert(key, image);
-        lock.save(path)
+        Lock::update(path, |lock| {
+            pick(lock).insert(key, image);
+        })
     }
 }
 
