@@ -360,6 +360,7 @@ pub async fn verify(global: &GlobalSettings, s: VerifySettings) -> Result<Outcom
                 rebuild: true,
                 replay: Some(crate::plan::Replay {
                     source_tree_sha256: record.source_tree_sha256.clone(),
+                    source_files: record.source_files.clone(),
                     inputs: record.inputs.clone(),
                     system_packages: record.system_packages.clone(),
                 }),
@@ -423,8 +424,14 @@ pub async fn verify(global: &GlobalSettings, s: VerifySettings) -> Result<Outcom
     if s.json {
         print_json(&report)?;
     } else {
+        let rebuild = report.mode == "rebuild";
         for o in &report.outputs {
-            let verdict = if o.ok { "ok" } else { "MISMATCH" };
+            let verdict = match (rebuild, o.ok) {
+                (true, true) => "identical",
+                (true, false) => "DIFFERENT",
+                (false, true) => "ok",
+                (false, false) => "MISMATCH",
+            };
             crate::outln!("{verdict:<9} {}", shown(&o.name))?;
             if !o.ok {
                 crate::outln!("          expected sha256 {}", o.expected_sha256)?;
@@ -447,14 +454,7 @@ pub async fn verify(global: &GlobalSettings, s: VerifySettings) -> Result<Outcom
                 crate::outln!("          {}", shown(line))?;
             }
         }
-        crate::outln!(
-            "{}",
-            if report.matched {
-                "verified: identical"
-            } else {
-                "NOT verified: outputs differ"
-            }
-        )?;
+        crate::outln!("{}", shown(&report.summary))?;
     }
     Ok(if report.matched {
         Outcome::Success

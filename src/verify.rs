@@ -23,6 +23,9 @@ use crate::manifest::BuildRecord;
 pub struct VerifyReport {
     pub mode: &'static str,
     pub matched: bool,
+    /// One line a release page can quote: the verdict, what was verified
+    /// and against what.
+    pub summary: String,
     pub outputs: Vec<OutputCheck>,
     /// Files inside archives that differ (rebuild mode).
     pub differences: Vec<FileDiff>,
@@ -218,9 +221,25 @@ pub fn verify_checksums(dir: &Path) -> Result<VerifyReport, VerifyError> {
         });
     }
     let matched = outputs.iter().all(|o| o.ok);
+    let failed = outputs.iter().filter(|o| !o.ok).count();
+    let summary = if matched {
+        format!(
+            "verified: identical: {} files in {} match SHA256SUMS and the build records there",
+            outputs.len(),
+            dir.display()
+        )
+    } else {
+        format!(
+            "NOT verified: {failed} of {} files in {} do not match SHA256SUMS or the build \
+             records there",
+            outputs.len(),
+            dir.display()
+        )
+    };
     Ok(VerifyReport {
         mode: "checksums",
         matched,
+        summary,
         outputs,
         differences: vec![],
     })
@@ -330,9 +349,36 @@ pub fn compare_outputs(
         }
     }
     let matched = outputs.iter().all(|o| o.ok);
+    let failed = outputs.iter().filter(|o| !o.ok).count();
+    let what = format!(
+        "{} {} for glibc {}",
+        record.name, record.version, record.glibc
+    );
+    let summary = if matched {
+        format!(
+            "verified: identical: {what} rebuilt from {}, {} of {} outputs the same bytes as \
+             released (archive sha256 {})",
+            file_name(record_path),
+            outputs.len(),
+            outputs.len(),
+            record
+                .outputs
+                .iter()
+                .find(|o| archive::archive_stem(&o.name).is_some())
+                .map(|o| o.sha256.as_str())
+                .unwrap_or("-")
+        )
+    } else {
+        format!(
+            "NOT verified: {failed} of {} outputs of {what} differ from their rebuild from {}",
+            outputs.len(),
+            file_name(record_path)
+        )
+    };
     Ok(VerifyReport {
         mode: "rebuild",
         matched,
+        summary,
         outputs,
         differences,
     })
