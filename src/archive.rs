@@ -67,6 +67,7 @@
 //! stream, so that the gzip CRC-32 and size or the zstd checksum are
 //! checked, and refuses anything after it ([`unpack_archive`] does both).
 
+use std::collections::BTreeMap;
 use std::ffi::OsStr;
 use std::io::{self, BufWriter, Read, Write};
 use std::os::unix::fs::{FileTypeExt, MetadataExt, PermissionsExt};
@@ -1400,6 +1401,22 @@ fn copy_buffered(from: &mut impl Read, to: &mut (impl Write + ?Sized)) -> io::Re
 /// their own excludes, and guessing more (`target/`, `dist/`) here would hide
 /// real inputs. Devices, FIFOs and sockets are an error naming the file.
 pub fn tree_hash(root: &Path) -> Result<String, ArchiveError> {
+    Ok(source_tree(root)?.sha256)
+}
+
+/// A source tree as a build record keeps it: the [`tree_hash`] and, per
+/// entry, what that hash covers, so a rebuild whose tree differs can name
+/// the entries that do.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SourceTree {
+    pub sha256: String,
+    /// Relative path -> `<sha256>` (a file), `<sha256> x` (an executable
+    /// file), `-> <target>` (a symlink) or `dir`.
+    pub entries: BTreeMap<String, String>,
+}
+
+/// [`tree_hash`] with the entries it covers.
+pub fn source_tree(root: &Path) -> Result<SourceTree, ArchiveError> {
     fs_err::metadata(root)?;
     let mut items = Vec::new();
     let walker = walkdir::WalkDir::new(root)
@@ -1420,21 +1437,30 @@ pub fn tree_hash(root: &Path) -> Result<String, ArchiveError> {
     }
     items.sort_by(|a, b| a.0.as_bytes().cmp(b.0.as_bytes()));
     let mut hasher = Sha256::new();
+    let mut entries = BTreeMap::new();
     for (rel, item) in items {
         let ft = item.file_type();
-        let fields: Vec<String> = if ft.is_dir() {
-            vec!["D".into(), rel]
+        let (fields, entry): (Vec<String>, String) = if ft.is_dir() {
+            (vec!["D".into(), rel.clone()], "dir".into())
         } else if ft.is_symlink() {
             let target = fs_err::read_link(item.path())?;
             let target = target.to_str().ok_or_else(|| ArchiveError::NonUtf8Path {
                 path: item.path().to_owned(),
             })?;
-            vec!["L".into(), rel, target.to_owned()]
+            (
+                vec!["L".into(), rel.clone(), target.to_owned()],
+                format!("-> {target}"),
+            )
         } else if ft.is_file() {
             let meta = fs_err::symlink_metadata(item.path())?;
             let exec = if meta.mode() & 0o111 != 0 { "x" } else { "-" };
             let (sha, _) = sha256_file(item.path())?;
-            vec!["F".into(), rel, exec.into(), sha]
+            let entry = if exec == "x" {
+                format!("{sha} x")
+            } else {
+                sha.clone()
+            };
+            (vec!["F".into(), rel.clone(), exec.into(), sha], entry)
         } else {
             return Err(unsupported(item.path(), ft));
         };
@@ -1443,8 +1469,33 @@ pub fn tree_hash(root: &Path) -> Result<String, ArchiveError> {
             hasher.update([0]);
         }
         hasher.update(b"\n");
+        entries.insert(rel, entry);
     }
-    Ok(hex::encode(hasher.finalize()))
+    Ok(SourceTree {
+        sha256: hex::encode(hasher.finalize()),
+        entries,
+    })
+}
+
+/// How two source tree listings differ, as lines naming each entry
+/// (`changed <path>`, `only in the record <path>`, `only here <path>`),
+/// in path order.
+pub fn source_tree_changes(
+    recorded: &BTreeMap<String, String>,
+    here: &BTreeMap<String, String>,
+) -> Vec<String> {
+    let mut paths: Vec<&String> = recorded.keys().chain(here.keys()).collect();
+    paths.sort();
+    paths.dedup();
+    paths
+        .into_iter()
+        .filter_map(|p| match (recorded.get(p), here.get(p)) {
+            (Some(a), Some(b)) if a == b => None,
+            (Some(_), Some(_)) => Some(format!("changed {p}")),
+            (Some(_), None) => Some(format!("only in the record {p}")),
+            (None, _) => Some(format!("only here {p}")),
+        })
+        .collect()
 }
 
 /// The `SOURCE_DATE_EPOCH` for a build, from (in order): the environment
@@ -1729,6 +1780,41 @@ impl<W: Write> FsLayerWriter<W> {
 
 #[cfg(test)]
 mod tests {
+
+    #[test]
+    fn a_source_tree_lists_what_its_hash_covers_and_names_what_differs() {
+        let dir = tempfile::tempdir().unwrap();
+        fs_err::write(dir.path().join("a.py"), b"print(1)\n").unwrap();
+        fs_err::create_dir(dir.path().join("pkg")).unwrap();
+        fs_err::write(dir.path().join("pkg/run"), b"#!/bin/sh\n").unwrap();
+        fs_err::set_permissions(
+            dir.path().join("pkg/run"),
+            std::fs::Permissions::from_mode(0o755),
+        )
+        .unwrap();
+        std::os::unix::fs::symlink("a.py", dir.path().join("link")).unwrap();
+        let before = super::source_tree(dir.path()).unwrap();
+        assert_eq!(before.sha256, super::tree_hash(dir.path()).unwrap());
+        assert_eq!(before.entries["pkg"], "dir");
+        assert_eq!(before.entries["link"], "-> a.py");
+        assert!(before.entries["pkg/run"].ends_with(" x"), "{before:?}");
+        assert_eq!(before.entries["a.py"].len(), 64);
+
+        fs_err::write(dir.path().join("a.py"), b"print(2)\n").unwrap();
+        fs_err::remove_file(dir.path().join("link")).unwrap();
+        fs_err::write(dir.path().join("stray.log"), b"x").unwrap();
+        let after = super::source_tree(dir.path()).unwrap();
+        assert_ne!(before.sha256, after.sha256);
+        assert_eq!(
+            super::source_tree_changes(&before.entries, &after.entries),
+            [
+                "changed a.py",
+                "only in the record link",
+                "only here stray.log"
+            ]
+        );
+        assert!(super::source_tree_changes(&after.entries, &after.entries).is_empty());
+    }
     use super::*;
 
     #[test]

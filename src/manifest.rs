@@ -3,6 +3,8 @@
 //! `serde_json::Value`'s ordered map), no floats, lists in a fixed order, so
 //! that the same build writes the same bytes.
 
+use std::collections::BTreeMap;
+
 use serde::{Deserialize, Serialize};
 
 use crate::bundle::{FetchedInput, OsPackage};
@@ -12,8 +14,10 @@ use crate::glibc::Glibc;
 /// longer recorded (it is remade from the recorded packages, and its ID
 /// depends on when). 3: a local builder is recorded with the catalog
 /// inputs hash and the package versions it was made from, and its image ID
-/// is reproducible, so `verify` can remake it on another machine.
-pub const RECORD_FORMAT: u32 = 3;
+/// is reproducible, so `verify` can remake it on another machine. 4: the
+/// source tree's entries are listed (`source_files`), so a verifier's tree
+/// that differs is named file by file.
+pub const RECORD_FORMAT: u32 = 4;
 
 /// Everything needed to rebuild a bundle and check the result.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -29,6 +33,11 @@ pub struct BuildRecord {
     /// Which files of the recipe's directory the source tree hash covers.
     #[serde(default)]
     pub source_rule: SourceRule,
+    /// What the source tree hash covers, entry by entry
+    /// ([`crate::archive::SourceTree`]), so a tree that differs at verify
+    /// time is named file by file (format 4).
+    #[serde(default)]
+    pub source_files: BTreeMap<String, String>,
     pub builder: RecordedBuilder,
     pub system_packages: Vec<OsPackage>,
     pub inputs: Vec<FetchedInput>,
@@ -112,6 +121,7 @@ pub(crate) fn sample_record() -> BuildRecord {
         },
         source_tree_sha256: "bb".repeat(32),
         source_rule: SourceRule::Git,
+        source_files: [("hermetic.toml".to_string(), "ee".repeat(32))].into(),
         builder: RecordedBuilder {
             reference: "hermetic/builder:glibc2.31-x".into(),
             image_id: format!("sha256:{}", "cc".repeat(32)),

@@ -44,6 +44,8 @@ pub struct BuildPlan {
 pub struct Replay {
     /// The build context's tree hash (`archive::tree_hash`).
     pub source_tree_sha256: String,
+    /// What that hash covers, entry by entry (`archive::SourceTree`).
+    pub source_files: std::collections::BTreeMap<String, String>,
     /// Every fetched wheel and sdist, by file name and hash.
     pub inputs: Vec<FetchedInput>,
     /// The packages the fetch phase added to the builder, at their versions.

@@ -598,6 +598,15 @@ async fn reproducible_cached_and_verified() {
         "verify of an untouched release failed\n{}",
         text(&v)
     );
+    // Each output identical, and one line a release page can quote.
+    let stdout = String::from_utf8_lossy(&v.stdout);
+    assert!(
+        stdout.contains(&format!("identical {stem}.tar.gz (rebuilt)"))
+            && stdout.contains("verified: identical: ")
+            && stdout.contains(&format!("rebuilt from {stem}.build.json")),
+        "{}",
+        text(&v)
+    );
 
     recorded_inputs_that_are_gone_are_errors(dir.path(), recipe, &record);
 
@@ -665,6 +674,12 @@ async fn reproducible_cached_and_verified() {
         stdout.contains("sixdemo/python/runtime/lib/python3.11/site-packages/six.py"),
         "{stdout}"
     );
+    assert!(
+        stdout.contains(&format!("DIFFERENT {stem}.tar.gz (released)"))
+            && stdout.contains("NOT verified: ")
+            && stdout.contains(&format!("differ from their rebuild from {stem}.build.json")),
+        "{stdout}"
+    );
     assert!(stdout.contains("line "), "a text diff is shown: {stdout}");
 }
 
@@ -694,8 +709,9 @@ fn recorded_inputs_that_are_gone_are_errors(project: &Path, recipe: &str, record
                 text(&out)
             );
         }
+        let stdout = String::from_utf8_lossy(&out.stdout);
         assert!(
-            !String::from_utf8_lossy(&out.stdout).contains("MISMATCH"),
+            !stdout.contains("DIFFERENT") && !stdout.contains("NOT verified"),
             "{}",
             text(&out)
         );
@@ -710,10 +726,27 @@ fn recorded_inputs_that_are_gone_are_errors(project: &Path, recipe: &str, record
             &zeros,
         ],
     );
-    // The source tree.
+    // The source tree: the error names the entries that differ from the
+    // record's listing of it (one changed, one the record lacks).
+    let files = original["source_files"]
+        .as_object()
+        .expect("the record lists the source tree's entries");
+    let mut names = files.keys().filter(|k| files[*k] != "dir");
+    let (changed, extra) = (names.next().unwrap().clone(), names.next().unwrap().clone());
     verify_with(
-        &|r| r["source_tree_sha256"] = zeros.clone().into(),
-        &["cannot rebuild from the record", "the source tree", &zeros],
+        &|r| {
+            r["source_tree_sha256"] = zeros.clone().into();
+            r["source_files"][&changed] = zeros.clone().into();
+            r["source_files"].as_object_mut().unwrap().remove(&extra);
+        },
+        &[
+            "cannot rebuild from the record",
+            "the source tree",
+            &zeros,
+            "2 entries differ",
+            &format!("changed {changed}"),
+            &format!("only here {extra}"),
+        ],
     );
     // The builder image: it is not on this engine, so verify remakes it
     // from the recorded inputs; the remade image is another one, and the

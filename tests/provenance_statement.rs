@@ -24,6 +24,7 @@ fn record() -> BuildRecord {
         },
         source_tree_sha256: "b2".repeat(32),
         source_rule: hermetic::manifest::SourceRule::Directory,
+        source_files: Default::default(),
         builder: RecordedBuilder {
             reference: "quay.io/pypa/manylinux_2_28_x86_64@sha256:".to_string() + &"c3".repeat(32),
             image_id: format!("sha256:{}", "d4".repeat(32)),

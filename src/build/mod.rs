@@ -165,14 +165,28 @@ async fn build_target(
         &plan.named_files,
         context.path(),
     )?;
-    let source_tree_sha256 = archive::tree_hash(context.path())?;
+    let source_tree = archive::source_tree(context.path())?;
+    let source_tree_sha256 = source_tree.sha256.clone();
     if let Some(replay) = &plan.replay
         && replay.source_tree_sha256 != source_tree_sha256
     {
+        let changes = archive::source_tree_changes(&replay.source_files, &source_tree.entries);
         return Err(ReplayError {
             what: format!("the source tree {}", plan.context_dir.display()),
             recorded: format!("tree hash {}", replay.source_tree_sha256),
-            found: format!("tree hash {source_tree_sha256}"),
+            found: if changes.is_empty() {
+                format!("tree hash {source_tree_sha256}")
+            } else {
+                let changes: Vec<String> = changes
+                    .iter()
+                    .map(|c| crate::term::escape(c).into_owned())
+                    .collect();
+                format!(
+                    "tree hash {source_tree_sha256}; {} entries differ: {}",
+                    changes.len(),
+                    crate::term::capped_list("source-tree-changes", &changes, "; ")
+                )
+            },
         }
         .into());
     }
@@ -438,7 +452,7 @@ async fn build_target(
         &builder,
         &derived,
         &inputs,
-        &source_tree_sha256,
+        &source_tree,
         source_rule,
         staging,
     )?;

@@ -107,7 +107,7 @@ pub fn stage(
     builder: &ResolvedBuilder,
     derived: &DerivedImage,
     inputs: &[FetchedInput],
-    source_tree_sha256: &str,
+    source_tree: &archive::SourceTree,
     source_rule: SourceRule,
     staging: &Path,
 ) -> Result<Staged, BuildError> {
@@ -153,8 +153,9 @@ pub fn stage(
             path: recipe_display(plan, source_rule),
             sha256: plan.recipe_sha256.clone(),
         },
-        source_tree_sha256: source_tree_sha256.to_string(),
+        source_tree_sha256: source_tree.sha256.clone(),
         source_rule,
+        source_files: source_tree.entries.clone(),
         builder: RecordedBuilder {
             reference: builder.reference.clone(),
             image_id: builder.image_id.clone(),
