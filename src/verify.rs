@@ -593,6 +593,17 @@ fn file_name(path: &Path) -> String {
 mod tests {
     use super::*;
 
+    /// The record_reader fuzz target's seeds are records and statements of
+    /// the current format, so fuzzing starts past the format check.
+    #[test]
+    fn the_fuzz_seeds_are_current_records_and_statements() {
+        let seeds = Path::new(env!("CARGO_MANIFEST_DIR")).join("fuzz/seeds/record_reader");
+        let record = seeds.join("demo.build.json");
+        parse_record(&fs_err::read_to_string(&record).unwrap(), &record).unwrap();
+        let statement = seeds.join("demo.intoto.json");
+        parse_statement(&fs_err::read_to_string(&statement).unwrap(), &statement).unwrap();
+    }
+
     #[test]
     fn text_diffs_show_both_sides() {
         let d = text_diff("a\nb\nc\n", "a\nB\nc\n");
