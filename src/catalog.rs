@@ -28,7 +28,9 @@ pub const TOOLCHAIN_LIBRARIES: &str = include_str!("../Dockerfiles/hermetic-buil
 /// Bumped when the way local images are made changes, to invalidate caches.
 /// 2: images are flattened into one reproducible layer (`builder::flatten`),
 /// so an image made the old way is never taken for one under the same tag.
-const LOCAL_IMAGE_FORMAT: u32 = 2;
+/// 3: directories at the epoch, engine mount points left out, so Docker and
+/// Podman make the same image ID.
+const LOCAL_IMAGE_FORMAT: u32 = 3;
 
 /// The whole catalog file.
 #[derive(Debug, Clone, Deserialize)]

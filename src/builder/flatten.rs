@@ -172,9 +172,24 @@ struct Node {
     data: Option<(usize, u64)>,
 }
 
+/// Files an engine puts in a container for its own mounts (`/etc/hosts`,
+/// `/etc/hostname`, `/etc/resolv.conf`, `/run/.containerenv`,
+/// `/.dockerenv`): Podman's builds leave them in the image as empty files,
+/// Docker's do not, so an empty one is not part of the image.
+const ENGINE_MOUNT_POINTS: &[&str] = &[
+    "etc/hosts",
+    "etc/hostname",
+    "etc/resolv.conf",
+    "run/.containerenv",
+    ".dockerenv",
+];
+
 /// Merges `layers` (bottom first) into one filesystem, as an overlay
-/// mount would show it, and writes it to `out` as one layer whose mtimes
-/// are clamped to `epoch`.
+/// mount would show it, and writes it to `out` as one layer whose file
+/// mtimes are clamped to `epoch` and whose directories all have `epoch` as
+/// their mtime: a directory's time says when the engine's storage last
+/// wrote into it (Docker and Podman differ: copy-up, package unpacking
+/// order), files' times come from the packages and sources.
 pub fn flatten(
     layers: &[LayerSource],
     epoch: u64,
@@ -190,6 +205,19 @@ pub fn flatten(
     let mut writer = FsLayerWriter::new(std::io::BufWriter::with_capacity(1 << 20, output), epoch);
     let mut status = None;
     for (path, node) in &tree {
+        if ENGINE_MOUNT_POINTS.contains(&path.as_str())
+            && matches!(node.entry.kind, FsKind::File(0))
+        {
+            continue;
+        }
+        if matches!(node.entry.kind, FsKind::Dir) {
+            let entry = FsEntry {
+                mtime: epoch,
+                ..node.entry.clone()
+            };
+            writer.append(&entry, std::io::empty())?;
+            continue;
+        }
         match (&node.entry.kind, node.data) {
             (FsKind::File(size), Some((index, offset))) => {
                 let file = match files.entry(index) {
@@ -585,6 +613,7 @@ mod tests {
             &[
                 ("./etc/", b"", 5),
                 ("./etc/old", b"x", 5),
+                ("./etc/resolv.conf", b"nameserver 10.0.0.1\n", 5),
                 ("./opt/", b"", 5),
                 ("./opt/keep", b"k", 5),
                 ("./var/lib/dpkg/status", status, 5),
@@ -598,6 +627,8 @@ mod tests {
                 ("opt/.wh..wh..opq", b"", 9),
                 ("opt/new", b"n", 2_000_000_000),
                 ("bin/tool", b"t", 2_000_000_000),
+                // Podman's build leaves its mount point as an empty file.
+                ("etc/hosts", b"", 9),
             ],
         );
         let out = dir.path().join("out.tar");
@@ -606,14 +637,23 @@ mod tests {
         let names: Vec<&str> = got.iter().map(|g| g.0.as_str()).collect();
         assert_eq!(
             names,
-            ["bin/tool", "etc", "opt", "opt/new", "var/lib/dpkg/status"]
+            [
+                "bin/tool",
+                "etc",
+                "etc/resolv.conf",
+                "opt",
+                "opt/new",
+                "var/lib/dpkg/status"
+            ],
+            "an empty engine mount point is dropped, a real file kept"
         );
         let tool = &got[0];
         assert_eq!(
             (tool.1, tool.2, tool.3, tool.4.as_slice()),
             (1_700_000_000, 0o4755, 1000, b"t".as_slice())
         );
-        assert_eq!(got[1].1, 5, "older mtimes are kept");
+        assert_eq!(got[1].1, 1_700_000_000, "directories get the epoch");
+        assert_eq!(got[2].1, 5, "older file mtimes are kept");
         assert_eq!(
             f.packages,
             BTreeMap::from([("a".to_string(), "1.0".to_string())])
