@@ -18,48 +18,13 @@ use std::path::Path;
 use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
-use hermetic::engine::{self, ConnectOptions, Engine, EngineKind};
-
-fn socket() -> String {
-    let path = std::env::var("HERMETIC_PODMAN_SOCKET")
-        .unwrap_or_else(|_| "/run/podman/podman.sock".to_string());
-    format!("unix://{path}")
-}
-
-async fn podman_or_skip(test: &str) -> Option<Engine> {
-    let options = ConnectOptions {
-        socket: Some(socket()),
-        ..Default::default()
-    };
-    match engine::connect(&options).await {
-        Ok(engine) => {
-            assert_eq!(
-                engine.kind(),
-                EngineKind::Podman,
-                "{} is not Podman",
-                socket()
-            );
-            Some(engine)
-        }
-        Err(e) if std::env::var("CI").is_ok_and(|v| v == "true") => {
-            panic!("{test}: CI=true but no Podman service on {}: {e}", socket())
-        }
-        Err(e) => {
-            eprintln!(
-                "\n!!!!! SKIPPING {test}: no Podman service on {} ({e}); \
-                 `scripts/setup --podman` starts one !!!!!\n",
-                socket()
-            );
-            None
-        }
-    }
-}
+use hermetic::engine::EngineKind;
 
 /// hermetic against Podman (`on_podman`) or the default (Docker) engine.
 fn hermetic(on_podman: bool, args: &[&str]) -> Output {
     let mut cmd = Command::new(common::hermetic_bin());
     if on_podman {
-        cmd.arg("--engine-socket").arg(socket());
+        cmd.arg("--engine-socket").arg(common::podman_socket());
     }
     cmd.args(args)
         .env_remove("HERMETIC_CATALOG")
@@ -105,7 +70,7 @@ fn made_id(out: &Output) -> String {
 #[tokio::test(flavor = "multi_thread")]
 async fn podman_builds_the_same_bytes_as_docker_and_cleans_up() {
     let test = "podman_builds_the_same_bytes_as_docker_and_cleans_up";
-    let Some(podman) = podman_or_skip(test).await else {
+    let Some(podman) = common::podman_or_skip(test).await else {
         return;
     };
     let Some(docker) = common::engine_or_skip(test).await else {
@@ -144,7 +109,7 @@ async fn podman_builds_the_same_bytes_as_docker_and_cleans_up() {
             .args([
                 "--remote",
                 "--url",
-                &socket(),
+                &common::podman_socket(),
                 "ps",
                 "-a",
                 "--external",
@@ -295,7 +260,7 @@ async fn podman_builds_the_same_bytes_as_docker_and_cleans_up() {
         .args([
             "--remote",
             "--url",
-            &socket(),
+            &common::podman_socket(),
             "run",
             "--rm",
             "--network",
@@ -317,7 +282,7 @@ async fn podman_builds_the_same_bytes_as_docker_and_cleans_up() {
     let mut child = Command::new(common::hermetic_bin())
         .args([
             "--engine-socket",
-            &socket(),
+            &common::podman_socket(),
             "exec",
             "--glibc",
             "2.31",
@@ -348,8 +313,10 @@ async fn podman_builds_the_same_bytes_as_docker_and_cleans_up() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn podman_refuses_removing_a_multi_tagged_image_by_id_without_an_error() {
-    let Some(podman) =
-        podman_or_skip("podman_refuses_removing_a_multi_tagged_image_by_id_without_an_error").await
+    let Some(podman) = common::podman_or_skip(
+        "podman_refuses_removing_a_multi_tagged_image_by_id_without_an_error",
+    )
+    .await
     else {
         return;
     };

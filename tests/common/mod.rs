@@ -11,7 +11,7 @@ use std::path::PathBuf;
 use std::sync::OnceLock;
 
 use hermetic::builder;
-use hermetic::engine::{self, ConnectOptions, Engine};
+use hermetic::engine::{self, ConnectOptions, Engine, EngineKind};
 use hermetic::glibc::Glibc;
 use tokio::sync::Mutex;
 
@@ -60,6 +60,47 @@ pub async fn engine_or_skip(test: &str) -> Option<Engine> {
         }
         Err(e) => {
             eprintln!("\n!!!!! SKIPPING {test}: no container engine reachable ({e}) !!!!!\n");
+            None
+        }
+    }
+}
+
+/// Podman's Docker-API socket (`scripts/podman-service`), as a URL.
+pub fn podman_socket() -> String {
+    let path = std::env::var("HERMETIC_PODMAN_SOCKET")
+        .unwrap_or_else(|_| "/run/podman/podman.sock".to_string());
+    format!("unix://{path}")
+}
+
+/// Connects to Podman's service, or returns `None` (after a loud message)
+/// when there is none and we are not in CI, where `.ci/run` starts it.
+pub async fn podman_or_skip(test: &str) -> Option<Engine> {
+    let options = ConnectOptions {
+        socket: Some(podman_socket()),
+        ..Default::default()
+    };
+    match engine::connect(&options).await {
+        Ok(engine) => {
+            assert_eq!(
+                engine.kind(),
+                EngineKind::Podman,
+                "{} is not Podman",
+                podman_socket()
+            );
+            Some(engine)
+        }
+        Err(e) if std::env::var("CI").is_ok_and(|v| v == "true") => {
+            panic!(
+                "{test}: CI=true but no Podman service on {}: {e}",
+                podman_socket()
+            )
+        }
+        Err(e) => {
+            eprintln!(
+                "\n!!!!! SKIPPING {test}: no Podman service on {} ({e}); \
+                 `scripts/setup --podman` starts one !!!!!\n",
+                podman_socket()
+            );
             None
         }
     }
