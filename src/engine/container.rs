@@ -7,6 +7,12 @@
 //! own user, environment and exit code. Every container is put in a process
 //! wide registry while it lives: [`cleanup_live_containers`] (called by the
 //! binary on SIGINT/SIGTERM) removes whatever is still there.
+//!
+//! A step's output is read as whole lines per stream ([`super::stream`]):
+//! each line goes to the container's log file (escape-free, capped), to
+//! stderr with `-v` (escaped), and into a bounded tail for error messages;
+//! stdout is also kept, up to [`STDOUT_LIMIT`], for hermetic's own steps
+//! whose output it parses.
 
 use std::collections::{HashMap, VecDeque};
 use std::io::Write;
@@ -24,6 +30,7 @@ use futures_util::{StreamExt, TryStreamExt};
 use tokio::io::AsyncWriteExt;
 use tracing::{debug, info, instrument, warn};
 
+use super::stream::{self, LineSplitter, LogSink};
 use super::{Engine, EngineError, LABEL_BUILD_ID, LABEL_ROLE, is_not_found};
 
 /// Containers created by this process and not yet removed, by id.
@@ -42,6 +49,11 @@ pub const CA_ENV: &[(&str, &str)] = &[
 
 /// How many trailing output lines an error message quotes.
 const TAIL_LINES: usize = 25;
+
+/// Most bytes of a step's stdout kept in [`ExecOutput::stdout`]. hermetic's
+/// own steps print far less; a build step that prints more has the rest in
+/// its log (up to the log's cap), not in memory.
+pub const STDOUT_LIMIT: usize = 16 * 1024 * 1024;
 
 /// Network access for a container.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
@@ -101,7 +113,9 @@ impl ExecSpec {
 #[derive(Debug, Clone)]
 pub struct ExecOutput {
     pub exit_code: i64,
-    /// Complete stdout (kept: steps like `ldconfig -p` are parsed).
+    /// Stdout (kept: steps like `ldconfig -p` are parsed), at most
+    /// [`STDOUT_LIMIT`] bytes of it, lines longer than
+    /// [`stream::MAX_LINE`] cut.
     pub stdout: String,
     /// The last lines of combined output, for error messages.
     pub tail: Vec<String>,
@@ -114,7 +128,7 @@ pub struct Container {
     id: String,
     network: Network,
     log_path: PathBuf,
-    log: Arc<Mutex<fs_err::File>>,
+    log: Arc<Mutex<LogSink<fs_err::File>>>,
 }
 
 /// What `hermetic gc` removed.
@@ -351,26 +365,26 @@ impl Container {
             .map_err(|e| err("exec start", e))?;
         let mut stdout = String::new();
         let mut tail: VecDeque<String> = VecDeque::new();
+        let mut out_lines = LineSplitter::default();
+        let mut err_lines = LineSplitter::default();
         if let StartExecResults::Attached { mut output, .. } = started {
             while let Some(chunk) = output.next().await {
                 let chunk = chunk.map_err(|e| err("exec output", e))?;
                 let is_stdout = matches!(chunk, bollard::container::LogOutput::StdOut { .. });
-                let text = String::from_utf8_lossy(&chunk.into_bytes()).into_owned();
-                if is_stdout {
-                    stdout.push_str(&text);
+                let splitter = if is_stdout {
+                    &mut out_lines
+                } else {
+                    &mut err_lines
+                };
+                for line in splitter.push(&chunk.into_bytes()) {
+                    self.take_line(line, is_stdout, &mut stdout, &mut tail);
                 }
-                self.log_raw(&text);
-                if self.engine.stream_output {
-                    // Outside text: escaped; a closed stderr ends the run
-                    // through `term::closed`, so the error needs no handling.
-                    let _ = crate::term::write_stderr(crate::term::escape_output(&text).as_bytes());
-                }
-                for line in text.lines() {
-                    if tail.len() == TAIL_LINES {
-                        tail.pop_front();
-                    }
-                    tail.push_back(line.to_string());
-                }
+            }
+        }
+        // The streams ended: their unterminated last lines.
+        for (splitter, is_stdout) in [(&mut out_lines, true), (&mut err_lines, false)] {
+            if let Some(line) = splitter.finish() {
+                self.take_line(line, is_stdout, &mut stdout, &mut tail);
             }
         }
         let inspect = docker
@@ -631,14 +645,44 @@ impl Container {
         unregister(&self.id);
     }
 
-    fn log_raw(&self, text: &str) {
-        if let Ok(mut f) = self.log.lock() {
-            let _ = f.write_all(text.as_bytes());
+    /// One whole line of a step's output: to the log, to stderr with `-v`,
+    /// into the tail and (stdout, within [`STDOUT_LIMIT`]) into `stdout`.
+    fn take_line(
+        &self,
+        line: stream::Line,
+        is_stdout: bool,
+        stdout: &mut String,
+        tail: &mut VecDeque<String>,
+    ) {
+        if is_stdout && stdout.len() + line.text.len() < STDOUT_LIMIT {
+            stdout.push_str(&line.text);
+            if line.terminated {
+                stdout.push('\n');
+            }
         }
+        if let Ok(mut log) = self.log.lock() {
+            log.line(&line.text);
+        }
+        if self.engine.stream_output {
+            // Outside text: colour codes dropped, the rest escaped; a closed
+            // stderr ends the run through `term::closed`, so the error needs
+            // no handling.
+            let shown = crate::term::escape_output(&stream::strip_escapes(&line.text)).into_owned();
+            let _ = crate::term::write_stderr(format!("{shown}\n").as_bytes());
+        }
+        if tail.len() == TAIL_LINES {
+            tail.pop_front();
+        }
+        tail.push_back(line.text);
     }
 
-    fn log_line(&self, line: &str) {
-        self.log_raw(&format!("{line}\n"));
+    /// Writes hermetic's own lines (the command, the exit code) to the log.
+    fn log_line(&self, text: &str) {
+        if let Ok(mut log) = self.log.lock() {
+            for line in text.lines() {
+                log.line(line);
+            }
+        }
     }
 }
 
@@ -708,15 +752,17 @@ fn resolve_link(link: &str, target: &str) -> String {
     format!("{dir}/{target}")
 }
 
-fn open_log(path: &Path) -> Result<fs_err::File, EngineError> {
+fn open_log(path: &Path) -> Result<LogSink<fs_err::File>, EngineError> {
     if let Some(dir) = path.parent() {
         fs_err::create_dir_all(dir).map_err(|e| io_err("create log directory", e))?;
     }
-    fs_err::OpenOptions::new()
+    let file = fs_err::OpenOptions::new()
         .create(true)
         .append(true)
         .open(path)
-        .map_err(|e| io_err("open log file", e))
+        .map_err(|e| io_err("open log file", e))?;
+    let already = file.metadata().map(|m| m.len()).unwrap_or(0);
+    Ok(LogSink::new(file, already, stream::LOG_LIMIT))
 }
 
 fn io_err(action: &str, source: std::io::Error) -> EngineError {

@@ -14,6 +14,7 @@ mod connect;
 mod container;
 pub mod fake;
 mod image;
+mod stream;
 
 use std::path::PathBuf;
 use std::time::Duration;

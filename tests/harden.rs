@@ -1,0 +1,145 @@
+//! Hardening against the real engine (issue 14): a build step's output is
+//! read as whole, bounded lines into a capped, escape-free log.
+//!
+//! The tests make their own tiny image: the host's `sh` and a few coreutils
+//! with the libraries `ldd` names, imported as a rootfs. It runs the hostile
+//! steps the tests need without pulling or building anything.
+
+mod common;
+
+use std::path::Path;
+
+use hermetic::engine::{ContainerSpec, Engine, ExecSpec, Network};
+
+const TINY: &str = "hermetic-test-harden:tiny";
+
+/// One test at a time: they share the engine, and the interrupt cleanup
+/// removes every container of this process's owner label.
+static SERIAL: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
+fn spec(image: &str, build_id: &str) -> ContainerSpec {
+    ContainerSpec {
+        image: image.to_string(),
+        build_id: build_id.to_string(),
+        role: "test".into(),
+        network: Network::None,
+        hardened: true,
+        env: vec![],
+        user: None,
+    }
+}
+
+/// The tiny image's ID, imported if missing.
+async fn tiny_image(engine: &Engine) -> String {
+    if let Some(info) = engine.inspect_image(TINY).await.unwrap() {
+        return info.id;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let tarball = dir.path().join("rootfs.tar");
+    let mut builder = tar::Builder::new(fs_err::File::create(&tarball).unwrap());
+    let mut files = std::collections::BTreeSet::new();
+    for tool in ["sh", "sleep", "head", "tr", "yes", "cat"] {
+        let path = which(tool);
+        let ldd = std::process::Command::new("ldd")
+            .arg(&path)
+            .output()
+            .unwrap();
+        for word in String::from_utf8_lossy(&ldd.stdout).split_whitespace() {
+            if word.starts_with('/') {
+                files.insert(word.to_string());
+            }
+        }
+        builder
+            .append_path_with_name(&path, format!("bin/{tool}"))
+            .unwrap();
+    }
+    for file in files {
+        builder
+            .append_path_with_name(&file, file.trim_start_matches('/'))
+            .unwrap();
+    }
+    builder.into_inner().unwrap();
+    engine.import_rootfs(&tarball, TINY, &[]).await.unwrap()
+}
+
+fn which(tool: &str) -> std::path::PathBuf {
+    for dir in ["/usr/bin", "/bin"] {
+        let path = Path::new(dir).join(tool);
+        if path.exists() {
+            return path;
+        }
+    }
+    panic!("no {tool} on this host");
+}
+
+#[tokio::test]
+async fn step_output_is_whole_bounded_lines_in_a_capped_clean_log() {
+    let Some(engine) = common::engine_or_skip("step_output_is_whole_bounded_lines").await else {
+        return;
+    };
+    let _serial = SERIAL.lock().await;
+    let image = tiny_image(&engine).await;
+    let container = engine
+        .create_container(&spec(&image, "test-harden-output"))
+        .await
+        .unwrap();
+    // A line written in two parts (two chunks), a 200 000-byte line with a
+    // multi-byte character, colour codes, then 80 MB: more than the log's
+    // 64 MiB cap and the 16 MiB of stdout kept.
+    let script = r#"
+        printf 'first half '; sleep 0.3; printf 'second half\n'
+        printf '\033[1;31mred\033[0m on stderr\n' >&2
+        head -c 200000 /dev/zero | tr '\0' x; printf 'é\n'
+        yes 'a line of output that repeats' | head -c 80000000
+        printf '\nthe end\n'
+    "#;
+    let out = container.exec(&ExecSpec::shell(script)).await.unwrap();
+    let log_path = container.log_path().to_path_buf();
+    container.remove().await;
+    assert_eq!(out.exit_code, 0, "{:?}", out.tail);
+    assert!(
+        out.stdout.starts_with("first half second half\n"),
+        "{:?}",
+        &out.stdout[..out.stdout.len().min(200)]
+    );
+    assert!(
+        out.stdout.len() <= 16 * 1024 * 1024,
+        "{} bytes kept",
+        out.stdout.len()
+    );
+    assert_eq!(out.tail.last().map(String::as_str), Some("the end"));
+    assert!(out.tail.iter().all(|l| l.len() <= 64 * 1024 + 64));
+
+    let log = fs_err::read(&log_path).unwrap();
+    assert!(
+        log.len() as u64 <= 64 * 1024 * 1024 + 100,
+        "log is {} bytes",
+        log.len()
+    );
+    let text = String::from_utf8_lossy(&log);
+    let lines: Vec<&str> = text.lines().collect();
+    assert!(lines.contains(&"first half second half"), "split line");
+    assert!(!log.contains(&0x1b), "escape codes in the log");
+    assert!(lines.contains(&"red on stderr"));
+    let long = lines
+        .iter()
+        .find(|l| l.starts_with("xxxx"))
+        .expect("the long line");
+    assert!(
+        long.len() < 64 * 1024 + 64,
+        "long line is {} bytes",
+        long.len()
+    );
+    assert!(
+        long.ends_with("line cut at 65536 bytes]"),
+        "{}",
+        &long[long.len() - 40..]
+    );
+    assert!(
+        lines
+            .last()
+            .is_some_and(|l| l.starts_with("[log truncated at ")),
+        "last log line: {:?}",
+        lines.last()
+    );
+}
