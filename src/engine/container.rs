@@ -143,7 +143,11 @@ pub struct GcReport {
     pub kept_images_in_use: Vec<String>,
 }
 
-/// Label naming the process that made a container: `<boot id>:<pid>`.
+/// Label naming the process that made a container:
+/// `<boot id>:<pid>:<start time>`, the start time being field 22 of
+/// `/proc/<pid>/stat` (clock ticks since boot). The start time is what tells
+/// a live owner from a new process that reused its pid. Labels of older
+/// hermetic versions, `<boot id>:<pid>`, are still read.
 pub const LABEL_OWNER: &str = "io.hermetic.owner";
 
 fn boot_id() -> String {
@@ -152,16 +156,47 @@ fn boot_id() -> String {
         .unwrap_or_default()
 }
 
-fn owner_label() -> String {
-    format!("{}:{}", boot_id(), std::process::id())
+/// This process's owner label (see [`LABEL_OWNER`]).
+pub fn owner_label() -> String {
+    let pid = std::process::id();
+    let start = process_start_time(pid).unwrap_or_default();
+    format!("{}:{pid}:{start}", boot_id())
 }
 
-/// True when the owner label names a process that still runs on this host.
-fn owner_is_alive(owner: &str) -> bool {
-    let Some((boot, pid)) = owner.rsplit_once(':') else {
+/// A process's start time, field 22 of `/proc/<pid>/stat`, or `None` when
+/// there is no such process (or the file does not parse).
+pub(crate) fn process_start_time(pid: u32) -> Option<u64> {
+    let stat = fs_err::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // Field 2, the command name, is in parentheses and may itself hold
+    // spaces and parentheses: the fields after it start after the last ')'.
+    let (_, after) = stat.rsplit_once(')')?;
+    // `after` starts with field 3 (state): field 22 is its 20th word.
+    after.split_whitespace().nth(19)?.parse().ok()
+}
+
+/// True when the owner label names a process that still runs on this host:
+/// same boot, the pid exists, and (new format) it started when the label
+/// says. A label that does not parse names no live process.
+pub fn owner_is_alive(owner: &str) -> bool {
+    let mut parts = owner.split(':');
+    let (Some(boot), Some(pid)) = (parts.next(), parts.next()) else {
         return false;
     };
-    !boot.is_empty() && boot == boot_id() && std::path::Path::new(&format!("/proc/{pid}")).exists()
+    let start = parts.next();
+    if parts.next().is_some() || boot.is_empty() || boot != boot_id() {
+        return false;
+    }
+    // A number, not any string: `/proc/self` exists for everyone.
+    let Ok(pid) = pid.parse::<u32>() else {
+        return false;
+    };
+    match start {
+        None => Path::new(&format!("/proc/{pid}")).exists(),
+        Some(start) => match start.parse::<u64>() {
+            Ok(start) => process_start_time(pid) == Some(start),
+            Err(_) => false,
+        },
+    }
 }
 
 impl Engine {
@@ -835,6 +870,50 @@ mod tests {
             resolve_link("/lib64/libc.so.6", "/usr/lib64/libc.so.6"),
             "/usr/lib64/libc.so.6"
         );
+    }
+
+    #[test]
+    fn owner_liveness_compares_the_start_time() {
+        let pid = std::process::id();
+        let boot = boot_id();
+        let start = process_start_time(pid).expect("own start time");
+        assert!(owner_is_alive(&owner_label()), "{}", owner_label());
+        assert!(owner_is_alive(&format!("{boot}:{pid}:{start}")));
+        // Same pid, another start time: a process that reused the pid.
+        assert!(!owner_is_alive(&format!("{boot}:{pid}:{}", start + 1)));
+        assert!(!owner_is_alive(&format!("{boot}:{pid}:0")));
+        // The old format: alive while the pid exists.
+        assert!(owner_is_alive(&format!("{boot}:{pid}")));
+        // Hostile or broken labels name nobody alive.
+        for bad in [
+            format!("{boot}:self"),
+            format!("{boot}:self:{start}"),
+            format!("{boot}:../{pid}"),
+            format!("{boot}:{pid}:{start}:x"),
+            format!("{boot}:{pid}:"),
+            format!("{boot}:{pid}:-1"),
+            format!("other-boot:{pid}:{start}"),
+            format!(":{pid}:{start}"),
+            String::new(),
+            "garbage".into(),
+        ] {
+            assert!(!owner_is_alive(&bad), "{bad:?} counted as alive");
+        }
+    }
+
+    #[test]
+    fn start_time_of_a_process_with_parentheses_in_its_name() {
+        // The command name is user-controlled: `a) b c` must not shift fields.
+        let dir = tempfile::tempdir().unwrap();
+        let exe = dir.path().join("a) 1 2 3 (b");
+        std::fs::copy("/bin/sleep", &exe).unwrap();
+        let mut child = std::process::Command::new(&exe).arg("5").spawn().unwrap();
+        let mine = process_start_time(std::process::id()).unwrap();
+        let theirs = process_start_time(child.id());
+        child.kill().unwrap();
+        child.wait().unwrap();
+        let theirs = theirs.expect("child's start time");
+        assert!(theirs >= mine, "child {theirs} started before us {mine}");
     }
 
     #[test]
