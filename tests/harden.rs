@@ -1,5 +1,7 @@
 //! Hardening against the real engine (issue 14): a build step's output is
-//! read as whole, bounded lines into a capped, escape-free log.
+//! read as whole, bounded lines into a capped, escape-free log; a container
+//! whose create was in flight when hermetic was interrupted is still
+//! removed.
 //!
 //! The tests make their own tiny image: the host's `sh` and a few coreutils
 //! with the libraries `ldd` names, imported as a rootfs. It runs the hostile
@@ -8,6 +10,7 @@
 mod common;
 
 use std::path::Path;
+use std::time::Duration;
 
 use hermetic::engine::{ContainerSpec, Engine, ExecSpec, Network};
 
@@ -142,4 +145,55 @@ async fn step_output_is_whole_bounded_lines_in_a_capped_clean_log() {
         "last log line: {:?}",
         lines.last()
     );
+}
+
+#[tokio::test]
+async fn a_container_whose_create_was_in_flight_is_removed_on_interrupt() {
+    let Some(engine) = common::engine_or_skip("create_in_flight").await else {
+        return;
+    };
+    let _serial = SERIAL.lock().await;
+    let image = tiny_image(&engine).await;
+    let mut leaked = Vec::new();
+    // Interrupt at many moments around the create request: some fall while
+    // the engine is creating the container.
+    for i in 0..24u64 {
+        let build_id = format!("test-harden-inflight-{}-{i}", std::process::id());
+        let task = {
+            let engine = engine.clone();
+            let spec = spec(&image, &build_id);
+            tokio::spawn(async move { engine.create_container(&spec).await })
+        };
+        tokio::time::sleep(Duration::from_millis(i * 4)).await;
+        task.abort();
+        // What the binary does on SIGINT: the command is dropped, then
+        // the cleanup runs.
+        if let Ok(Ok(container)) = task.await {
+            container.remove().await;
+        }
+        hermetic::engine::cleanup_live_containers().await;
+        let left = engine.labelled_containers(Some(&build_id)).await.unwrap();
+        if !left.is_empty() {
+            let inspect = std::process::Command::new("docker")
+                .args(["inspect", "-f", "{{.State.Status}} {{.Created}} {{.Name}}"])
+                .args(&left)
+                .output()
+                .unwrap();
+            let state = String::from_utf8_lossy(&inspect.stdout).trim().to_string();
+            leaked.push((i, left, state));
+        }
+    }
+    // Clean up what the old behaviour leaks, then report it.
+    let mut report = Vec::new();
+    for (i, ids, state) in &leaked {
+        report.push(format!("interrupt at {} ms left {ids:?} ({state})", i * 4));
+    }
+    for (_, ids, _) in &leaked {
+        let _ = std::process::Command::new("docker")
+            .arg("rm")
+            .arg("-f")
+            .args(ids)
+            .output();
+    }
+    assert!(report.is_empty(), "{report:#?}");
 }

@@ -36,6 +36,17 @@ use super::{Engine, EngineError, LABEL_BUILD_ID, LABEL_ROLE, is_not_found};
 /// Containers created by this process and not yet removed, by id.
 static LIVE: LazyLock<Mutex<HashMap<String, bollard::Docker>>> = LazyLock::new(Default::default);
 
+/// Containers whose create request was sent and has not answered yet, by
+/// name. A signal can come while the engine is creating one: the entry
+/// (left behind when the create future is dropped) tells
+/// [`cleanup_live_containers`] to look for it by name and owner label.
+static PENDING: LazyLock<Mutex<HashMap<String, bollard::Docker>>> = LazyLock::new(Default::default);
+
+/// How long [`cleanup_live_containers`] keeps looking for a container whose
+/// create was in flight: the engine may finish creating it after the
+/// request was abandoned. Within the 2 s an interrupt may take.
+const PENDING_GRACE: std::time::Duration = std::time::Duration::from_millis(1200);
+
 /// Where the host's CA bundle is put in containers that fetch.
 pub const CA_PATH: &str = "/tmp/hermetic-ca/ca-certificates.crt";
 
@@ -234,27 +245,28 @@ impl Engine {
             unique_suffix()
         );
         let options = CreateContainerOptionsBuilder::default().name(&name).build();
-        let created = self
-            .docker
-            .create_container(Some(options), body)
-            .await
-            .map_err(|source| {
-                if is_not_found(&source) {
-                    EngineError::ImageUnavailable {
-                        reference: spec.image.clone(),
-                        reason: "no such image in the engine".into(),
-                        hint: None,
-                    }
-                } else {
-                    EngineError::Container {
-                        container: name.clone(),
-                        action: "create",
-                        source: Box::new(source),
-                    }
+        set_pending(&self.docker, &name, true);
+        let created = self.docker.create_container(Some(options), body).await;
+        if let Ok(created) = &created {
+            register(&self.docker, &created.id);
+        }
+        set_pending(&self.docker, &name, false);
+        let created = created.map_err(|source| {
+            if is_not_found(&source) {
+                EngineError::ImageUnavailable {
+                    reference: spec.image.clone(),
+                    reason: "no such image in the engine".into(),
+                    hint: None,
                 }
-            })?;
+            } else {
+                EngineError::Container {
+                    container: name.clone(),
+                    action: "create",
+                    source: Box::new(source),
+                }
+            }
+        })?;
         let id = created.id;
-        register(&self.docker, &id);
         let log_path = crate::paths::log_dir().join(format!("{}-{}.log", spec.build_id, name));
         let log = open_log(&log_path)?;
         let container = Container {
@@ -819,26 +831,107 @@ fn unregister(id: &str) {
     }
 }
 
+fn set_pending(docker: &bollard::Docker, name: &str, on: bool) {
+    if let Ok(mut pending) = PENDING.lock() {
+        if on {
+            pending.insert(name.to_string(), docker.clone());
+        } else {
+            pending.remove(name);
+        }
+    }
+}
+
+/// Force-removes one container by id or name; true when it was there.
+async fn remove_quietly(docker: &bollard::Docker, id: &str) -> bool {
+    let options = RemoveContainerOptionsBuilder::default()
+        .force(true)
+        .v(true)
+        .build();
+    match docker.remove_container(id, Some(options)).await {
+        Ok(()) => {
+            info!(container = %short(id), "removed container on exit");
+            true
+        }
+        Err(e) if is_not_found(&e) => false,
+        Err(e) => {
+            warn!(container = %short(id), error = %e, "could not remove container on exit");
+            false
+        }
+    }
+}
+
+/// The containers carrying this process's owner label: id and names
+/// (as the engine lists them, with a leading `/`).
+async fn owned_containers(docker: &bollard::Docker) -> Vec<(String, Vec<String>)> {
+    let label = format!("{LABEL_OWNER}={}", owner_label());
+    let filters = HashMap::from([("label", vec![label])]);
+    let options = ListContainersOptionsBuilder::default()
+        .all(true)
+        .filters(&filters)
+        .build();
+    match docker.list_containers(Some(options)).await {
+        Ok(list) => list
+            .into_iter()
+            .filter_map(|c| Some((c.id?, c.names.unwrap_or_default())))
+            .collect(),
+        Err(e) => {
+            warn!(error = %e, "could not list this process's containers");
+            Vec::new()
+        }
+    }
+}
+
 /// Removes every container this process created and has not removed yet.
-/// Called by the binary when SIGINT or SIGTERM arrives.
+/// Called by the binary when SIGINT or SIGTERM arrives and when a command
+/// ends. Besides the registered containers, it removes those whose create
+/// was in flight: by the name they were requested under and, for one whose
+/// create the engine finishes late, by this process's owner label, looked
+/// for during [`PENDING_GRACE`].
 pub async fn cleanup_live_containers() -> usize {
     let live: Vec<(String, bollard::Docker)> = match LIVE.lock() {
         Ok(mut live) => live.drain().collect(),
-        Err(_) => return 0,
+        Err(_) => Vec::new(),
     };
-    let count = live.len();
-    for (id, docker) in live {
-        let options = RemoveContainerOptionsBuilder::default()
-            .force(true)
-            .v(true)
-            .build();
-        match docker.remove_container(&id, Some(options)).await {
-            Ok(()) => info!(container = %short(&id), "removed container on interrupt"),
-            Err(e) if is_not_found(&e) => {}
-            Err(e) => {
-                warn!(container = %short(&id), error = %e, "could not remove container on interrupt")
+    let pending: Vec<(String, bollard::Docker)> = match PENDING.lock() {
+        Ok(mut pending) => pending.drain().collect(),
+        Err(_) => Vec::new(),
+    };
+    let mut count = 0;
+    for (id, docker) in &live {
+        if remove_quietly(docker, id).await {
+            count += 1;
+        }
+    }
+    if pending.is_empty() {
+        return count;
+    }
+    let deadline = std::time::Instant::now() + PENDING_GRACE;
+    let mut waiting = pending;
+    loop {
+        let mut still = Vec::new();
+        for (name, docker) in waiting {
+            let mut found = false;
+            for (id, names) in owned_containers(&docker).await {
+                // Docker lists a container it is still creating but answers
+                // 404 to its removal: only a removal counts as found.
+                if remove_quietly(&docker, &id).await {
+                    count += 1;
+                    found |= names.iter().any(|n| n.trim_start_matches('/') == name);
+                }
+            }
+            if !found && remove_quietly(&docker, &name).await {
+                count += 1;
+                found = true;
+            }
+            if !found {
+                still.push((name, docker));
             }
         }
+        waiting = still;
+        if waiting.is_empty() || std::time::Instant::now() >= deadline {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(150)).await;
     }
     count
 }
