@@ -197,3 +197,43 @@ async fn a_container_whose_create_was_in_flight_is_removed_on_interrupt() {
     }
     assert!(report.is_empty(), "{report:#?}");
 }
+
+#[tokio::test]
+async fn gc_removes_the_staging_directory_of_a_killed_build() {
+    let Some(_engine) = common::engine_or_skip("gc_removes_staging").await else {
+        return;
+    };
+    let _serial = SERIAL.lock().await;
+    // What a build killed with -9 leaves: a staging directory holding
+    // complete-looking outputs, registered under $HERMETIC_HOME by an
+    // owner that is gone (our pid, another start time: the pid reused).
+    let home = tempfile::tempdir().unwrap();
+    let out = tempfile::tempdir().unwrap();
+    let live = hermetic::engine::owner_label();
+    let (rest, start) = live.rsplit_once(':').unwrap();
+    let dead = format!("{rest}:{}", start.parse::<u64>().unwrap() + 7);
+    let staging = out.path().join(".hermetic-staging-1-2-dead");
+    fs_err::create_dir_all(&staging).unwrap();
+    fs_err::write(staging.join("HERMETIC-INCOMPLETE"), b"").unwrap();
+    fs_err::write(staging.join("app-glibc2.31.tar.gz"), b"looks complete").unwrap();
+    fs_err::write(staging.join("SHA256SUMS"), b"0000  app-glibc2.31.tar.gz\n").unwrap();
+    fs_err::create_dir_all(home.path().join("staging")).unwrap();
+    fs_err::write(
+        home.path()
+            .join("staging/.hermetic-staging-1-2-dead.marker"),
+        format!("{dead}\n{}\n", staging.display()),
+    )
+    .unwrap();
+    let output = std::process::Command::new(common::hermetic_bin())
+        .args(["gc", "--json"])
+        .env("HERMETIC_HOME", home.path())
+        .output()
+        .unwrap();
+    assert!(output.status.success(), "{}", common::text(&output));
+    assert!(!staging.exists(), "{}", common::text(&output));
+    let report: serde_json::Value = serde_json::from_slice(&output.stdout).unwrap();
+    assert_eq!(
+        report["removed_staging"],
+        serde_json::json!([staging.display().to_string()])
+    );
+}

@@ -152,6 +152,8 @@ pub struct GcReport {
     pub removed_images: Vec<String>,
     /// Derived builder images kept because a container uses them.
     pub kept_images_in_use: Vec<String>,
+    /// Staging directories of builds whose process is gone (`kill -9`).
+    pub removed_staging: Vec<PathBuf>,
 }
 
 /// Label naming the process that made a container:
