@@ -237,3 +237,46 @@ async fn gc_removes_the_staging_directory_of_a_killed_build() {
         serde_json::json!([staging.display().to_string()])
     );
 }
+
+#[tokio::test]
+async fn image_build_output_is_logged_as_whole_lines_without_escapes() {
+    let Some(engine) = common::engine_or_skip("image_build_output").await else {
+        return;
+    };
+    let _serial = SERIAL.lock().await;
+    let image = tiny_image(&engine).await;
+    let dir = tempfile::tempdir().unwrap();
+    // A RUN step whose line comes in two writes, with colour codes.
+    let dockerfile = format!(
+        "FROM {image}\nRUN printf 'first half '; sleep 0.3; printf 'second half\\n'; \
+         printf '\\033[1;31mred\\033[0m\\n'\n"
+    );
+    let context = dir.path().join("context.tar");
+    let mut tar = tar::Builder::new(fs_err::File::create(&context).unwrap());
+    let mut header = tar::Header::new_gnu();
+    header.set_size(dockerfile.len() as u64);
+    header.set_mode(0o644);
+    header.set_cksum();
+    tar.append_data(&mut header, "Dockerfile", dockerfile.as_bytes())
+        .unwrap();
+    tar.into_inner().unwrap();
+    let log = dir.path().join("build.log");
+    let spec = hermetic::engine::BuildImageSpec {
+        context_tar: context,
+        dockerfile: "Dockerfile".into(),
+        tag: format!("hermetic-test-harden:built-{}", std::process::id()),
+        build_args: Default::default(),
+        labels: Default::default(),
+        log: log.clone(),
+        no_cache: true,
+    };
+    let id = engine.build_image(&spec).await.unwrap();
+    // The image is this test's own: remove it (by tag, so nothing else goes).
+    let _ = engine.remove_unused_image(&spec.tag).await;
+    assert!(!id.is_empty());
+    let text = fs_err::read_to_string(&log).unwrap();
+    assert!(!text.contains('\u{1b}'), "escape codes in the log:\n{text}");
+    let lines: Vec<&str> = text.lines().collect();
+    assert!(lines.contains(&"first half second half"), "{text}");
+    assert!(lines.contains(&"red"), "{text}");
+}
