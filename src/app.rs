@@ -690,6 +690,7 @@ pub async fn exec(global: &GlobalSettings, settings: ExecSettings) -> Result<Out
 pub async fn gc(global: &GlobalSettings, all: bool, images: bool, json: bool) -> Result<Outcome> {
     let engine = connect(global).await?;
     let mut report = engine.gc(all).await?;
+    report.removed_staging = crate::build::staging::gc(&crate::paths::home(), all)?;
     if images {
         let (key, value) = crate::build::fetch::DERIVED_IMAGE_LABEL;
         for image in engine.images_labelled(&format!("{key}={value}")).await? {
@@ -710,6 +711,12 @@ pub async fn gc(global: &GlobalSettings, all: bool, images: bool, json: bool) ->
         print_json(&report)?;
     } else {
         crate::outln!("removed {} container(s)", report.removed.len())?;
+        for dir in &report.removed_staging {
+            crate::outln!(
+                "removed staging directory {}",
+                crate::term::shown(&dir.display().to_string())
+            )?;
+        }
         if !report.skipped_live.is_empty() {
             crate::outln!(
                 "kept {} container(s) of hermetic processes still running (--all removes them too)",

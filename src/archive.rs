@@ -1050,9 +1050,12 @@ pub fn write_archive_atomically(
 
 /// Create a temp file next to `dest`, let `f` fill it, then rename it into
 /// place; dropping the `NamedTempFile` on error deletes it.
+///
+/// `f` writes through a [`NamedWriter`]: a write that fails (a full disk,
+/// a quota) names `dest`, not just "No space left on device".
 fn write_atomically<T>(
     dest: &Path,
-    f: impl FnOnce(&mut std::fs::File) -> Result<T, ArchiveError>,
+    f: impl FnOnce(&mut NamedWriter<'_, std::fs::File>) -> Result<T, ArchiveError>,
 ) -> Result<T, ArchiveError> {
     let dir = match dest.parent() {
         Some(p) if !p.as_os_str().is_empty() => p,
@@ -1069,7 +1072,10 @@ fn write_atomically<T>(
                 format!("creating a temporary file in {}: {e}", dir.display()),
             )
         })?;
-    let value = f(tmp.as_file_mut())?;
+    let value = f(&mut NamedWriter {
+        inner: tmp.as_file_mut(),
+        path: dest,
+    })?;
     tmp.as_file()
         .sync_all()
         .map_err(|e| io::Error::new(e.kind(), format!("syncing {}: {e}", tmp.path().display())))?;
@@ -1088,6 +1094,30 @@ fn write_atomically<T>(
         let _ = d.sync_all();
     }
     Ok(value)
+}
+
+/// A writer whose errors name the file being written (the file the
+/// caller asked for, not the temporary file it goes through), keeping the
+/// error's kind.
+pub(crate) struct NamedWriter<'a, W> {
+    inner: &'a mut W,
+    path: &'a Path,
+}
+
+impl<W: Write> NamedWriter<'_, W> {
+    fn named(&self, e: io::Error) -> io::Error {
+        io::Error::new(e.kind(), format!("writing {}: {e}", self.path.display()))
+    }
+}
+
+impl<W: Write> Write for NamedWriter<'_, W> {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        self.inner.write(buf).map_err(|e| self.named(e))
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        self.inner.flush().map_err(|e| self.named(e))
+    }
 }
 
 /// Unpack a tar stream from a container into `dest` (created if missing; must
@@ -1583,12 +1613,7 @@ pub fn write_sha256sums(dir: &Path, files: &[(String, String)]) -> Result<(), Ar
         text.push_str(&format!("{hex}  {name}\n"));
     }
     write_atomically(&dir.join(SHA256SUMS), |f| {
-        f.write_all(text.as_bytes()).map_err(|e| {
-            io::Error::new(
-                e.kind(),
-                format!("writing {}: {e}", dir.join(SHA256SUMS).display()),
-            )
-        })?;
+        f.write_all(text.as_bytes())?;
         Ok(())
     })
 }
@@ -1816,6 +1841,35 @@ mod tests {
         assert!(super::source_tree_changes(&after.entries, &after.entries).is_empty());
     }
     use super::*;
+
+    #[test]
+    fn a_full_disk_names_the_archive_being_written() {
+        // /dev/full answers every write with ENOSPC, like a full disk.
+        let Ok(mut full) = std::fs::OpenOptions::new().write(true).open("/dev/full") else {
+            return;
+        };
+        let tree = tempfile::tempdir().unwrap();
+        // Incompressible, so the compressor has to write.
+        let noise: Vec<u8> = (0..1_000_000u32)
+            .map(|i| (i.wrapping_mul(2_654_435_761) >> 13) as u8)
+            .collect();
+        fs_err::write(tree.path().join("big"), noise).unwrap();
+        let dest = Path::new("/out/app-glibc2.31.tar.gz");
+        for compression in [Compression::None, Compression::Gzip] {
+            let opts = ArchiveOptions {
+                source_date_epoch: 0,
+                compression,
+            };
+            let mut named = NamedWriter {
+                inner: &mut full,
+                path: dest,
+            };
+            let err = write_tree(tree.path(), "app", &mut named, &opts).unwrap_err();
+            let text = err.to_string();
+            assert!(text.contains("/out/app-glibc2.31.tar.gz"), "{text}");
+            assert!(text.contains("No space left on device"), "{text}");
+        }
+    }
 
     #[test]
     fn epoch_env_wins_and_is_validated() {

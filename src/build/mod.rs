@@ -16,6 +16,7 @@ pub mod fetch;
 pub mod output;
 pub mod repair;
 pub mod smoke;
+pub mod staging;
 
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
@@ -104,9 +105,9 @@ async fn run_targets(
     plan: &BuildPlan,
     ca_bundle: Vec<u8>,
 ) -> Result<BuildReport, BuildError> {
-    let staging = tempfile::Builder::new()
-        .prefix(".hermetic-staging-")
-        .tempdir_in(&plan.out_dir)?;
+    // Registered under $HERMETIC_HOME so that `hermetic gc` finds it if
+    // this process is killed outright; marked as not a release meanwhile.
+    let staging = staging::Staging::create(&plan.out_dir, &crate::paths::home())?;
     let mut reports = Vec::new();
     let mut published = Vec::new();
     let mut passed = true;

@@ -7,6 +7,12 @@
 //! own user, environment and exit code. Every container is put in a process
 //! wide registry while it lives: [`cleanup_live_containers`] (called by the
 //! binary on SIGINT/SIGTERM) removes whatever is still there.
+//!
+//! A step's output is read as whole lines per stream ([`super::stream`]):
+//! each line goes to the container's log file (escape-free, capped), to
+//! stderr with `-v` (escaped), and into a bounded tail for error messages;
+//! stdout is also kept, up to [`STDOUT_LIMIT`], for hermetic's own steps
+//! whose output it parses.
 
 use std::collections::{HashMap, VecDeque};
 use std::io::Write;
@@ -24,10 +30,22 @@ use futures_util::{StreamExt, TryStreamExt};
 use tokio::io::AsyncWriteExt;
 use tracing::{debug, info, instrument, warn};
 
+use super::stream::{self, LineSplitter, LogSink};
 use super::{Engine, EngineError, LABEL_BUILD_ID, LABEL_ROLE, is_not_found};
 
 /// Containers created by this process and not yet removed, by id.
 static LIVE: LazyLock<Mutex<HashMap<String, bollard::Docker>>> = LazyLock::new(Default::default);
+
+/// Containers whose create request was sent and has not answered yet, by
+/// name. A signal can come while the engine is creating one: the entry
+/// (left behind when the create future is dropped) tells
+/// [`cleanup_live_containers`] to look for it by name and owner label.
+static PENDING: LazyLock<Mutex<HashMap<String, bollard::Docker>>> = LazyLock::new(Default::default);
+
+/// How long [`cleanup_live_containers`] keeps looking for a container whose
+/// create was in flight: the engine may finish creating it after the
+/// request was abandoned. Within the 2 s an interrupt may take.
+const PENDING_GRACE: std::time::Duration = std::time::Duration::from_millis(1200);
 
 /// Where the host's CA bundle is put in containers that fetch.
 pub const CA_PATH: &str = "/tmp/hermetic-ca/ca-certificates.crt";
@@ -42,6 +60,11 @@ pub const CA_ENV: &[(&str, &str)] = &[
 
 /// How many trailing output lines an error message quotes.
 const TAIL_LINES: usize = 25;
+
+/// Most bytes of a step's stdout kept in [`ExecOutput::stdout`]. hermetic's
+/// own steps print far less; a build step that prints more has the rest in
+/// its log (up to the log's cap), not in memory.
+pub const STDOUT_LIMIT: usize = 16 * 1024 * 1024;
 
 /// Network access for a container.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
@@ -101,7 +124,9 @@ impl ExecSpec {
 #[derive(Debug, Clone)]
 pub struct ExecOutput {
     pub exit_code: i64,
-    /// Complete stdout (kept: steps like `ldconfig -p` are parsed).
+    /// Stdout (kept: steps like `ldconfig -p` are parsed), at most
+    /// [`STDOUT_LIMIT`] bytes of it, lines longer than
+    /// [`stream::MAX_LINE`] cut.
     pub stdout: String,
     /// The last lines of combined output, for error messages.
     pub tail: Vec<String>,
@@ -114,7 +139,7 @@ pub struct Container {
     id: String,
     network: Network,
     log_path: PathBuf,
-    log: Arc<Mutex<fs_err::File>>,
+    log: Arc<Mutex<LogSink<fs_err::File>>>,
 }
 
 /// What `hermetic gc` removed.
@@ -127,9 +152,15 @@ pub struct GcReport {
     pub removed_images: Vec<String>,
     /// Derived builder images kept because a container uses them.
     pub kept_images_in_use: Vec<String>,
+    /// Staging directories of builds whose process is gone (`kill -9`).
+    pub removed_staging: Vec<PathBuf>,
 }
 
-/// Label naming the process that made a container: `<boot id>:<pid>`.
+/// Label naming the process that made a container:
+/// `<boot id>:<pid>:<start time>`, the start time being field 22 of
+/// `/proc/<pid>/stat` (clock ticks since boot). The start time is what tells
+/// a live owner from a new process that reused its pid. Labels of older
+/// hermetic versions, `<boot id>:<pid>`, are still read.
 pub const LABEL_OWNER: &str = "io.hermetic.owner";
 
 fn boot_id() -> String {
@@ -138,16 +169,47 @@ fn boot_id() -> String {
         .unwrap_or_default()
 }
 
-fn owner_label() -> String {
-    format!("{}:{}", boot_id(), std::process::id())
+/// This process's owner label (see [`LABEL_OWNER`]).
+pub fn owner_label() -> String {
+    let pid = std::process::id();
+    let start = process_start_time(pid).unwrap_or_default();
+    format!("{}:{pid}:{start}", boot_id())
 }
 
-/// True when the owner label names a process that still runs on this host.
-fn owner_is_alive(owner: &str) -> bool {
-    let Some((boot, pid)) = owner.rsplit_once(':') else {
+/// A process's start time, field 22 of `/proc/<pid>/stat`, or `None` when
+/// there is no such process (or the file does not parse).
+pub(crate) fn process_start_time(pid: u32) -> Option<u64> {
+    let stat = fs_err::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // Field 2, the command name, is in parentheses and may itself hold
+    // spaces and parentheses: the fields after it start after the last ')'.
+    let (_, after) = stat.rsplit_once(')')?;
+    // `after` starts with field 3 (state): field 22 is its 20th word.
+    after.split_whitespace().nth(19)?.parse().ok()
+}
+
+/// True when the owner label names a process that still runs on this host:
+/// same boot, the pid exists, and (new format) it started when the label
+/// says. A label that does not parse names no live process.
+pub fn owner_is_alive(owner: &str) -> bool {
+    let mut parts = owner.split(':');
+    let (Some(boot), Some(pid)) = (parts.next(), parts.next()) else {
         return false;
     };
-    !boot.is_empty() && boot == boot_id() && std::path::Path::new(&format!("/proc/{pid}")).exists()
+    let start = parts.next();
+    if parts.next().is_some() || boot.is_empty() || boot != boot_id() {
+        return false;
+    }
+    // A number, not any string: `/proc/self` exists for everyone.
+    let Ok(pid) = pid.parse::<u32>() else {
+        return false;
+    };
+    match start {
+        None => Path::new(&format!("/proc/{pid}")).exists(),
+        Some(start) => match start.parse::<u64>() {
+            Ok(start) => process_start_time(pid) == Some(start),
+            Err(_) => false,
+        },
+    }
 }
 
 impl Engine {
@@ -185,27 +247,28 @@ impl Engine {
             unique_suffix()
         );
         let options = CreateContainerOptionsBuilder::default().name(&name).build();
-        let created = self
-            .docker
-            .create_container(Some(options), body)
-            .await
-            .map_err(|source| {
-                if is_not_found(&source) {
-                    EngineError::ImageUnavailable {
-                        reference: spec.image.clone(),
-                        reason: "no such image in the engine".into(),
-                        hint: None,
-                    }
-                } else {
-                    EngineError::Container {
-                        container: name.clone(),
-                        action: "create",
-                        source: Box::new(source),
-                    }
+        set_pending(&self.docker, &name, true);
+        let created = self.docker.create_container(Some(options), body).await;
+        if let Ok(created) = &created {
+            register(&self.docker, &created.id);
+        }
+        set_pending(&self.docker, &name, false);
+        let created = created.map_err(|source| {
+            if is_not_found(&source) {
+                EngineError::ImageUnavailable {
+                    reference: spec.image.clone(),
+                    reason: "no such image in the engine".into(),
+                    hint: None,
                 }
-            })?;
+            } else {
+                EngineError::Container {
+                    container: name.clone(),
+                    action: "create",
+                    source: Box::new(source),
+                }
+            }
+        })?;
         let id = created.id;
-        register(&self.docker, &id);
         let log_path = crate::paths::log_dir().join(format!("{}-{}.log", spec.build_id, name));
         let log = open_log(&log_path)?;
         let container = Container {
@@ -351,26 +414,26 @@ impl Container {
             .map_err(|e| err("exec start", e))?;
         let mut stdout = String::new();
         let mut tail: VecDeque<String> = VecDeque::new();
+        let mut out_lines = LineSplitter::default();
+        let mut err_lines = LineSplitter::default();
         if let StartExecResults::Attached { mut output, .. } = started {
             while let Some(chunk) = output.next().await {
                 let chunk = chunk.map_err(|e| err("exec output", e))?;
                 let is_stdout = matches!(chunk, bollard::container::LogOutput::StdOut { .. });
-                let text = String::from_utf8_lossy(&chunk.into_bytes()).into_owned();
-                if is_stdout {
-                    stdout.push_str(&text);
+                let splitter = if is_stdout {
+                    &mut out_lines
+                } else {
+                    &mut err_lines
+                };
+                for line in splitter.push(&chunk.into_bytes()) {
+                    self.take_line(line, is_stdout, &mut stdout, &mut tail);
                 }
-                self.log_raw(&text);
-                if self.engine.stream_output {
-                    // Outside text: escaped; a closed stderr ends the run
-                    // through `term::closed`, so the error needs no handling.
-                    let _ = crate::term::write_stderr(crate::term::escape_output(&text).as_bytes());
-                }
-                for line in text.lines() {
-                    if tail.len() == TAIL_LINES {
-                        tail.pop_front();
-                    }
-                    tail.push_back(line.to_string());
-                }
+            }
+        }
+        // The streams ended: their unterminated last lines.
+        for (splitter, is_stdout) in [(&mut out_lines, true), (&mut err_lines, false)] {
+            if let Some(line) = splitter.finish() {
+                self.take_line(line, is_stdout, &mut stdout, &mut tail);
             }
         }
         let inspect = docker
@@ -631,14 +694,44 @@ impl Container {
         unregister(&self.id);
     }
 
-    fn log_raw(&self, text: &str) {
-        if let Ok(mut f) = self.log.lock() {
-            let _ = f.write_all(text.as_bytes());
+    /// One whole line of a step's output: to the log, to stderr with `-v`,
+    /// into the tail and (stdout, within [`STDOUT_LIMIT`]) into `stdout`.
+    fn take_line(
+        &self,
+        line: stream::Line,
+        is_stdout: bool,
+        stdout: &mut String,
+        tail: &mut VecDeque<String>,
+    ) {
+        if is_stdout && stdout.len() + line.text.len() < STDOUT_LIMIT {
+            stdout.push_str(&line.text);
+            if line.terminated {
+                stdout.push('\n');
+            }
         }
+        if let Ok(mut log) = self.log.lock() {
+            log.line(&line.text);
+        }
+        if self.engine.stream_output {
+            // Outside text: colour codes dropped, the rest escaped; a closed
+            // stderr ends the run through `term::closed`, so the error needs
+            // no handling.
+            let shown = crate::term::escape_output(&stream::strip_escapes(&line.text)).into_owned();
+            let _ = crate::term::write_stderr(format!("{shown}\n").as_bytes());
+        }
+        if tail.len() == TAIL_LINES {
+            tail.pop_front();
+        }
+        tail.push_back(line.text);
     }
 
-    fn log_line(&self, line: &str) {
-        self.log_raw(&format!("{line}\n"));
+    /// Writes hermetic's own lines (the command, the exit code) to the log.
+    fn log_line(&self, text: &str) {
+        if let Ok(mut log) = self.log.lock() {
+            for line in text.lines() {
+                log.line(line);
+            }
+        }
     }
 }
 
@@ -708,15 +801,17 @@ fn resolve_link(link: &str, target: &str) -> String {
     format!("{dir}/{target}")
 }
 
-fn open_log(path: &Path) -> Result<fs_err::File, EngineError> {
+fn open_log(path: &Path) -> Result<LogSink<fs_err::File>, EngineError> {
     if let Some(dir) = path.parent() {
         fs_err::create_dir_all(dir).map_err(|e| io_err("create log directory", e))?;
     }
-    fs_err::OpenOptions::new()
+    let file = fs_err::OpenOptions::new()
         .create(true)
         .append(true)
         .open(path)
-        .map_err(|e| io_err("open log file", e))
+        .map_err(|e| io_err("open log file", e))?;
+    let already = file.metadata().map(|m| m.len()).unwrap_or(0);
+    Ok(LogSink::new(file, already, stream::LOG_LIMIT))
 }
 
 fn io_err(action: &str, source: std::io::Error) -> EngineError {
@@ -738,26 +833,107 @@ fn unregister(id: &str) {
     }
 }
 
+fn set_pending(docker: &bollard::Docker, name: &str, on: bool) {
+    if let Ok(mut pending) = PENDING.lock() {
+        if on {
+            pending.insert(name.to_string(), docker.clone());
+        } else {
+            pending.remove(name);
+        }
+    }
+}
+
+/// Force-removes one container by id or name; true when it was there.
+async fn remove_quietly(docker: &bollard::Docker, id: &str) -> bool {
+    let options = RemoveContainerOptionsBuilder::default()
+        .force(true)
+        .v(true)
+        .build();
+    match docker.remove_container(id, Some(options)).await {
+        Ok(()) => {
+            info!(container = %short(id), "removed container on exit");
+            true
+        }
+        Err(e) if is_not_found(&e) => false,
+        Err(e) => {
+            warn!(container = %short(id), error = %e, "could not remove container on exit");
+            false
+        }
+    }
+}
+
+/// The containers carrying this process's owner label: id and names
+/// (as the engine lists them, with a leading `/`).
+async fn owned_containers(docker: &bollard::Docker) -> Vec<(String, Vec<String>)> {
+    let label = format!("{LABEL_OWNER}={}", owner_label());
+    let filters = HashMap::from([("label", vec![label])]);
+    let options = ListContainersOptionsBuilder::default()
+        .all(true)
+        .filters(&filters)
+        .build();
+    match docker.list_containers(Some(options)).await {
+        Ok(list) => list
+            .into_iter()
+            .filter_map(|c| Some((c.id?, c.names.unwrap_or_default())))
+            .collect(),
+        Err(e) => {
+            warn!(error = %e, "could not list this process's containers");
+            Vec::new()
+        }
+    }
+}
+
 /// Removes every container this process created and has not removed yet.
-/// Called by the binary when SIGINT or SIGTERM arrives.
+/// Called by the binary when SIGINT or SIGTERM arrives and when a command
+/// ends. Besides the registered containers, it removes those whose create
+/// was in flight: by the name they were requested under and, for one whose
+/// create the engine finishes late, by this process's owner label, looked
+/// for during [`PENDING_GRACE`].
 pub async fn cleanup_live_containers() -> usize {
     let live: Vec<(String, bollard::Docker)> = match LIVE.lock() {
         Ok(mut live) => live.drain().collect(),
-        Err(_) => return 0,
+        Err(_) => Vec::new(),
     };
-    let count = live.len();
-    for (id, docker) in live {
-        let options = RemoveContainerOptionsBuilder::default()
-            .force(true)
-            .v(true)
-            .build();
-        match docker.remove_container(&id, Some(options)).await {
-            Ok(()) => info!(container = %short(&id), "removed container on interrupt"),
-            Err(e) if is_not_found(&e) => {}
-            Err(e) => {
-                warn!(container = %short(&id), error = %e, "could not remove container on interrupt")
+    let pending: Vec<(String, bollard::Docker)> = match PENDING.lock() {
+        Ok(mut pending) => pending.drain().collect(),
+        Err(_) => Vec::new(),
+    };
+    let mut count = 0;
+    for (id, docker) in &live {
+        if remove_quietly(docker, id).await {
+            count += 1;
+        }
+    }
+    if pending.is_empty() {
+        return count;
+    }
+    let deadline = std::time::Instant::now() + PENDING_GRACE;
+    let mut waiting = pending;
+    loop {
+        let mut still = Vec::new();
+        for (name, docker) in waiting {
+            let mut found = false;
+            for (id, names) in owned_containers(&docker).await {
+                // Docker lists a container it is still creating but answers
+                // 404 to its removal: only a removal counts as found.
+                if remove_quietly(&docker, &id).await {
+                    count += 1;
+                    found |= names.iter().any(|n| n.trim_start_matches('/') == name);
+                }
+            }
+            if !found && remove_quietly(&docker, &name).await {
+                count += 1;
+                found = true;
+            }
+            if !found {
+                still.push((name, docker));
             }
         }
+        waiting = still;
+        if waiting.is_empty() || std::time::Instant::now() >= deadline {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(150)).await;
     }
     count
 }
@@ -789,6 +965,50 @@ mod tests {
             resolve_link("/lib64/libc.so.6", "/usr/lib64/libc.so.6"),
             "/usr/lib64/libc.so.6"
         );
+    }
+
+    #[test]
+    fn owner_liveness_compares_the_start_time() {
+        let pid = std::process::id();
+        let boot = boot_id();
+        let start = process_start_time(pid).expect("own start time");
+        assert!(owner_is_alive(&owner_label()), "{}", owner_label());
+        assert!(owner_is_alive(&format!("{boot}:{pid}:{start}")));
+        // Same pid, another start time: a process that reused the pid.
+        assert!(!owner_is_alive(&format!("{boot}:{pid}:{}", start + 1)));
+        assert!(!owner_is_alive(&format!("{boot}:{pid}:0")));
+        // The old format: alive while the pid exists.
+        assert!(owner_is_alive(&format!("{boot}:{pid}")));
+        // Hostile or broken labels name nobody alive.
+        for bad in [
+            format!("{boot}:self"),
+            format!("{boot}:self:{start}"),
+            format!("{boot}:../{pid}"),
+            format!("{boot}:{pid}:{start}:x"),
+            format!("{boot}:{pid}:"),
+            format!("{boot}:{pid}:-1"),
+            format!("other-boot:{pid}:{start}"),
+            format!(":{pid}:{start}"),
+            String::new(),
+            "garbage".into(),
+        ] {
+            assert!(!owner_is_alive(&bad), "{bad:?} counted as alive");
+        }
+    }
+
+    #[test]
+    fn start_time_of_a_process_with_parentheses_in_its_name() {
+        // The command name is user-controlled: `a) b c` must not shift fields.
+        let dir = tempfile::tempdir().unwrap();
+        let exe = dir.path().join("a) 1 2 3 (b");
+        std::fs::copy("/bin/sleep", &exe).unwrap();
+        let mut child = std::process::Command::new(&exe).arg("5").spawn().unwrap();
+        let mine = process_start_time(std::process::id()).unwrap();
+        let theirs = process_start_time(child.id());
+        child.kill().unwrap();
+        child.wait().unwrap();
+        let theirs = theirs.expect("child's start time");
+        assert!(theirs >= mine, "child {theirs} started before us {mine}");
     }
 
     #[test]

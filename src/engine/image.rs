@@ -311,7 +311,12 @@ impl Engine {
         if let Some(dir) = spec.log.parent() {
             fs_err::create_dir_all(dir).map_err(|e| build_err(e.to_string()))?;
         }
-        let mut log = fs_err::File::create(&spec.log).map_err(|e| build_err(e.to_string()))?;
+        let log = fs_err::File::create(&spec.log).map_err(|e| build_err(e.to_string()))?;
+        // The same line handling as a container step's output: whole lines
+        // (the engine's messages split lines anywhere), a capped log without
+        // escape codes, a bounded tail.
+        let mut log = super::stream::LogSink::new(log, 0, super::stream::LOG_LIMIT);
+        let mut lines = super::stream::LineSplitter::default();
         let file = tokio::fs::File::open(&spec.context_tar)
             .await
             .map_err(|e| build_err(e.to_string()))?;
@@ -338,26 +343,8 @@ impl Engine {
                 Err(e) => return Err(build_err(e.to_string())),
             };
             if let Some(text) = item.stream.as_deref() {
-                use std::io::Write;
-                let _ = log.write_all(text.as_bytes());
-                if self.stream_output {
-                    // Outside text: escaped; a closed stderr ends the run
-                    // through `term::closed`, so the error needs no handling.
-                    let _ = crate::term::write_stderr(crate::term::escape_output(text).as_bytes());
-                }
-                for line in text.lines() {
-                    // Docker prints `Step n/m :`, Podman `STEP n/m:`.
-                    if line.starts_with("Step ") || line.starts_with("STEP ") {
-                        phase.set_message(format!(
-                            "{}: {}",
-                            spec.tag,
-                            crate::term::escape(truncate(line, 100))
-                        ));
-                    }
-                    last_lines.push(line.to_string());
-                }
-                if last_lines.len() > 40 {
-                    last_lines.drain(..last_lines.len() - 40);
+                for line in lines.push(text.as_bytes()) {
+                    self.build_line(&line.text, &mut log, &phase, &spec.tag, &mut last_lines);
                 }
             }
             if let Some(detail) = item.error_detail {
@@ -371,6 +358,9 @@ impl Engine {
                 image_id = Some(id);
             }
         }
+        if let Some(line) = lines.finish() {
+            self.build_line(&line.text, &mut log, &phase, &spec.tag, &mut last_lines);
+        }
         phase.finish();
         match image_id {
             Some(id) => Ok(id),
@@ -379,6 +369,38 @@ impl Engine {
                 .await?
                 .ok_or_else(|| build_err("no image produced".into()))?
                 .id),
+        }
+    }
+
+    /// One whole line of an image build's output: to the log, to stderr
+    /// with `-v`, into the phase message (build steps) and the tail.
+    fn build_line(
+        &self,
+        line: &str,
+        log: &mut super::stream::LogSink<fs_err::File>,
+        phase: &progress::Phase,
+        tag: &str,
+        last_lines: &mut Vec<String>,
+    ) {
+        log.line(line);
+        if self.stream_output {
+            // Outside text: colour codes dropped, the rest escaped; a closed
+            // stderr ends the run through `term::closed`, so the error needs
+            // no handling.
+            let shown =
+                crate::term::escape_output(&super::stream::strip_escapes(line)).into_owned();
+            let _ = crate::term::write_stderr(format!("{shown}\n").as_bytes());
+        }
+        // Docker prints `Step n/m :`, Podman `STEP n/m:`.
+        if line.starts_with("Step ") || line.starts_with("STEP ") {
+            phase.set_message(format!(
+                "{tag}: {}",
+                crate::term::escape(truncate(line, 100))
+            ));
+        }
+        last_lines.push(line.to_string());
+        if last_lines.len() > 40 {
+            last_lines.drain(..last_lines.len() - 40);
         }
     }
 

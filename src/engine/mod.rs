@@ -14,6 +14,7 @@ mod connect;
 mod container;
 pub mod fake;
 mod image;
+mod stream;
 
 use std::path::PathBuf;
 use std::time::Duration;
@@ -22,7 +23,7 @@ pub use api::{ContainerEngine, ContainerHandle};
 pub use connect::{ConnectOptions, EngineEndpoint, TlsEnv, TlsFiles, candidate_endpoints, connect};
 pub use container::{
     CA_ENV, CA_PATH, Container, ContainerSpec, ExecOutput, ExecSpec, GcReport, Network,
-    cleanup_live_containers,
+    cleanup_live_containers, owner_is_alive, owner_label,
 };
 pub use image::{BuildImageSpec, ImageInfo, split_pinned};
 

@@ -1,0 +1,282 @@
+//! Hardening against the real engine (issue 14): a build step's output is
+//! read as whole, bounded lines into a capped, escape-free log; a container
+//! whose create was in flight when hermetic was interrupted is still
+//! removed.
+//!
+//! The tests make their own tiny image: the host's `sh` and a few coreutils
+//! with the libraries `ldd` names, imported as a rootfs. It runs the hostile
+//! steps the tests need without pulling or building anything.
+
+mod common;
+
+use std::path::Path;
+use std::time::Duration;
+
+use hermetic::engine::{ContainerSpec, Engine, ExecSpec, Network};
+
+const TINY: &str = "hermetic-test-harden:tiny";
+
+/// One test at a time: they share the engine, and the interrupt cleanup
+/// removes every container of this process's owner label.
+static SERIAL: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
+fn spec(image: &str, build_id: &str) -> ContainerSpec {
+    ContainerSpec {
+        image: image.to_string(),
+        build_id: build_id.to_string(),
+        role: "test".into(),
+        network: Network::None,
+        hardened: true,
+        env: vec![],
+        user: None,
+    }
+}
+
+/// The tiny image's ID, imported if missing.
+async fn tiny_image(engine: &Engine) -> String {
+    if let Some(info) = engine.inspect_image(TINY).await.unwrap() {
+        return info.id;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let tarball = dir.path().join("rootfs.tar");
+    let mut builder = tar::Builder::new(fs_err::File::create(&tarball).unwrap());
+    let mut files = std::collections::BTreeSet::new();
+    for tool in ["sh", "sleep", "head", "tr", "yes", "cat"] {
+        let path = which(tool);
+        let ldd = std::process::Command::new("ldd")
+            .arg(&path)
+            .output()
+            .unwrap();
+        for word in String::from_utf8_lossy(&ldd.stdout).split_whitespace() {
+            if word.starts_with('/') {
+                files.insert(word.to_string());
+            }
+        }
+        builder
+            .append_path_with_name(&path, format!("bin/{tool}"))
+            .unwrap();
+    }
+    for file in files {
+        builder
+            .append_path_with_name(&file, file.trim_start_matches('/'))
+            .unwrap();
+    }
+    builder.into_inner().unwrap();
+    engine.import_rootfs(&tarball, TINY, &[]).await.unwrap()
+}
+
+fn which(tool: &str) -> std::path::PathBuf {
+    for dir in ["/usr/bin", "/bin"] {
+        let path = Path::new(dir).join(tool);
+        if path.exists() {
+            return path;
+        }
+    }
+    panic!("no {tool} on this host");
+}
+
+#[tokio::test]
+async fn step_output_is_whole_bounded_lines_in_a_capped_clean_log() {
+    let Some(engine) = common::engine_or_skip("step_output_is_whole_bounded_lines").await else {
+        return;
+    };
+    let _serial = SERIAL.lock().await;
+    let image = tiny_image(&engine).await;
+    let container = engine
+        .create_container(&spec(&image, "test-harden-output"))
+        .await
+        .unwrap();
+    // A line written in two parts (two chunks), a 200 000-byte line with a
+    // multi-byte character, colour codes, then 80 MB: more than the log's
+    // 64 MiB cap and the 16 MiB of stdout kept.
+    let script = r#"
+        printf 'first half '; sleep 0.3; printf 'second half\n'
+        printf '\033[1;31mred\033[0m on stderr\n' >&2
+        head -c 200000 /dev/zero | tr '\0' x; printf 'é\n'
+        yes 'a line of output that repeats' | head -c 80000000
+        printf '\nthe end\n'
+    "#;
+    let out = container.exec(&ExecSpec::shell(script)).await.unwrap();
+    let log_path = container.log_path().to_path_buf();
+    container.remove().await;
+    assert_eq!(out.exit_code, 0, "{:?}", out.tail);
+    assert!(
+        out.stdout.starts_with("first half second half\n"),
+        "{:?}",
+        &out.stdout[..out.stdout.len().min(200)]
+    );
+    assert!(
+        out.stdout.len() <= 16 * 1024 * 1024,
+        "{} bytes kept",
+        out.stdout.len()
+    );
+    assert_eq!(out.tail.last().map(String::as_str), Some("the end"));
+    assert!(out.tail.iter().all(|l| l.len() <= 64 * 1024 + 64));
+
+    let log = fs_err::read(&log_path).unwrap();
+    assert!(
+        log.len() as u64 <= 64 * 1024 * 1024 + 100,
+        "log is {} bytes",
+        log.len()
+    );
+    let text = String::from_utf8_lossy(&log);
+    let lines: Vec<&str> = text.lines().collect();
+    assert!(lines.contains(&"first half second half"), "split line");
+    assert!(!log.contains(&0x1b), "escape codes in the log");
+    assert!(lines.contains(&"red on stderr"));
+    let long = lines
+        .iter()
+        .find(|l| l.starts_with("xxxx"))
+        .expect("the long line");
+    assert!(
+        long.len() < 64 * 1024 + 64,
+        "long line is {} bytes",
+        long.len()
+    );
+    assert!(
+        long.ends_with("line cut at 65536 bytes]"),
+        "{}",
+        &long[long.len() - 40..]
+    );
+    assert!(
+        lines
+            .last()
+            .is_some_and(|l| l.starts_with("[log truncated at ")),
+        "last log line: {:?}",
+        lines.last()
+    );
+}
+
+#[tokio::test]
+async fn a_container_whose_create_was_in_flight_is_removed_on_interrupt() {
+    let Some(engine) = common::engine_or_skip("create_in_flight").await else {
+        return;
+    };
+    let _serial = SERIAL.lock().await;
+    let image = tiny_image(&engine).await;
+    let mut leaked = Vec::new();
+    // Interrupt at many moments around the create request: some fall while
+    // the engine is creating the container.
+    for i in 0..24u64 {
+        let build_id = format!("test-harden-inflight-{}-{i}", std::process::id());
+        let task = {
+            let engine = engine.clone();
+            let spec = spec(&image, &build_id);
+            tokio::spawn(async move { engine.create_container(&spec).await })
+        };
+        tokio::time::sleep(Duration::from_millis(i * 4)).await;
+        task.abort();
+        // What the binary does on SIGINT: the command is dropped, then
+        // the cleanup runs.
+        if let Ok(Ok(container)) = task.await {
+            container.remove().await;
+        }
+        hermetic::engine::cleanup_live_containers().await;
+        let left = engine.labelled_containers(Some(&build_id)).await.unwrap();
+        if !left.is_empty() {
+            let inspect = std::process::Command::new("docker")
+                .args(["inspect", "-f", "{{.State.Status}} {{.Created}} {{.Name}}"])
+                .args(&left)
+                .output()
+                .unwrap();
+            let state = String::from_utf8_lossy(&inspect.stdout).trim().to_string();
+            leaked.push((i, left, state));
+        }
+    }
+    // Clean up what the old behaviour leaks, then report it.
+    let mut report = Vec::new();
+    for (i, ids, state) in &leaked {
+        report.push(format!("interrupt at {} ms left {ids:?} ({state})", i * 4));
+    }
+    for (_, ids, _) in &leaked {
+        let _ = std::process::Command::new("docker")
+            .arg("rm")
+            .arg("-f")
+            .args(ids)
+            .output();
+    }
+    assert!(report.is_empty(), "{report:#?}");
+}
+
+#[tokio::test]
+async fn gc_removes_the_staging_directory_of_a_killed_build() {
+    let Some(_engine) = common::engine_or_skip("gc_removes_staging").await else {
+        return;
+    };
+    let _serial = SERIAL.lock().await;
+    // What a build killed with -9 leaves: a staging directory holding
+    // complete-looking outputs, registered under $HERMETIC_HOME by an
+    // owner that is gone (our pid, another start time: the pid reused).
+    let home = tempfile::tempdir().unwrap();
+    let out = tempfile::tempdir().unwrap();
+    let live = hermetic::engine::owner_label();
+    let (rest, start) = live.rsplit_once(':').unwrap();
+    let dead = format!("{rest}:{}", start.parse::<u64>().unwrap() + 7);
+    let staging = out.path().join(".hermetic-staging-1-2-dead");
+    fs_err::create_dir_all(&staging).unwrap();
+    fs_err::write(staging.join("HERMETIC-INCOMPLETE"), b"").unwrap();
+    fs_err::write(staging.join("app-glibc2.31.tar.gz"), b"looks complete").unwrap();
+    fs_err::write(staging.join("SHA256SUMS"), b"0000  app-glibc2.31.tar.gz\n").unwrap();
+    fs_err::create_dir_all(home.path().join("staging")).unwrap();
+    fs_err::write(
+        home.path()
+            .join("staging/.hermetic-staging-1-2-dead.marker"),
+        format!("{dead}\n{}\n", staging.display()),
+    )
+    .unwrap();
+    let output = std::process::Command::new(common::hermetic_bin())
+        .args(["gc", "--json"])
+        .env("HERMETIC_HOME", home.path())
+        .output()
+        .unwrap();
+    assert!(output.status.success(), "{}", common::text(&output));
+    assert!(!staging.exists(), "{}", common::text(&output));
+    let report: serde_json::Value = serde_json::from_slice(&output.stdout).unwrap();
+    assert_eq!(
+        report["removed_staging"],
+        serde_json::json!([staging.display().to_string()])
+    );
+}
+
+#[tokio::test]
+async fn image_build_output_is_logged_as_whole_lines_without_escapes() {
+    let Some(engine) = common::engine_or_skip("image_build_output").await else {
+        return;
+    };
+    let _serial = SERIAL.lock().await;
+    let image = tiny_image(&engine).await;
+    let dir = tempfile::tempdir().unwrap();
+    // A RUN step whose line comes in two writes, with colour codes.
+    let dockerfile = format!(
+        "FROM {image}\nRUN printf 'first half '; sleep 0.3; printf 'second half\\n'; \
+         printf '\\033[1;31mred\\033[0m\\n'\n"
+    );
+    let context = dir.path().join("context.tar");
+    let mut tar = tar::Builder::new(fs_err::File::create(&context).unwrap());
+    let mut header = tar::Header::new_gnu();
+    header.set_size(dockerfile.len() as u64);
+    header.set_mode(0o644);
+    header.set_cksum();
+    tar.append_data(&mut header, "Dockerfile", dockerfile.as_bytes())
+        .unwrap();
+    tar.into_inner().unwrap();
+    let log = dir.path().join("build.log");
+    let spec = hermetic::engine::BuildImageSpec {
+        context_tar: context,
+        dockerfile: "Dockerfile".into(),
+        tag: format!("hermetic-test-harden:built-{}", std::process::id()),
+        build_args: Default::default(),
+        labels: Default::default(),
+        log: log.clone(),
+        no_cache: true,
+    };
+    let id = engine.build_image(&spec).await.unwrap();
+    // The image is this test's own: remove it (by tag, so nothing else goes).
+    let _ = engine.remove_unused_image(&spec.tag).await;
+    assert!(!id.is_empty());
+    let text = fs_err::read_to_string(&log).unwrap();
+    assert!(!text.contains('\u{1b}'), "escape codes in the log:\n{text}");
+    let lines: Vec<&str> = text.lines().collect();
+    assert!(lines.contains(&"first half second half"), "{text}");
+    assert!(lines.contains(&"red"), "{text}");
+}
