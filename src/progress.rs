@@ -1,7 +1,8 @@
 //! Progress display for long work (pulls, image builds, phases).
 //!
 //! Bars and spinners go to stderr and only when stderr is a terminal, so
-//! scripts and CI logs stay clean; results always go to stdout.
+//! scripts and CI logs stay clean (there, the milestones of long work are
+//! plain lines: [`Phase::step`]); results always go to stdout.
 
 use std::io::IsTerminal;
 use std::time::{Duration, Instant};
@@ -69,6 +70,22 @@ impl Phase {
     /// Updates the spinner's message.
     pub fn set_message(&self, message: impl Into<String>) {
         self.bar.set_message(message.into());
+    }
+
+    /// A milestone of a long phase (an image build's `Step n/m`): the
+    /// spinner's message on a terminal; elsewhere (a CI log, a pipe) a plain
+    /// line with the elapsed time, so minutes of work are not silent.
+    pub fn step(&self, message: impl Into<String>) {
+        let message = message.into();
+        if enabled() {
+            self.bar.set_message(message);
+        } else {
+            let secs = self.started.elapsed().as_secs();
+            // A closed stderr ends the run through `term::closed`.
+            let _ = crate::term::write_stderr(
+                format!("[{}m{:02}s] {message}\n", secs / 60, secs % 60).as_bytes(),
+            );
+        }
     }
 
     /// Ends the phase and returns its duration.

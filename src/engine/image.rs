@@ -393,7 +393,7 @@ impl Engine {
         }
         // Docker prints `Step n/m :`, Podman `STEP n/m:`.
         if line.starts_with("Step ") || line.starts_with("STEP ") {
-            phase.set_message(format!(
+            phase.step(format!(
                 "{tag}: {}",
                 crate::term::escape(truncate(line, 100))
             ));
