@@ -159,7 +159,7 @@ async fn build_target(
     // source hash, and so the cache key, on every build into ./dist).
     // Snapshotted first: a rebuild from a record checks it before anything
     // talks to the engine.
-    let context = tempfile::tempdir()?;
+    let context = staging::Staging::work_tree(&crate::paths::home())?;
     let source_rule = snapshot_context(
         &plan.context_dir,
         &plan.out_dir,
@@ -319,7 +319,7 @@ async fn build_target(
         "build",
         format!("glibc {}: assembling the bundle offline", target.glibc),
     );
-    let work = tempfile::tempdir()?;
+    let work = staging::Staging::work_tree(&crate::paths::home())?;
     let inputs_dir = work.path().join("inputs");
     fetch::BlobCache::open()?.materialize(&inputs, &inputs_dir)?;
     let container = assemble::create(ctx, &derived.image_id).await?;

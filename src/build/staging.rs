@@ -8,6 +8,8 @@
 //! marker file under `$HERMETIC_HOME/staging/` names its path and owner, so
 //! that `hermetic gc` finds it after a `kill -9` (when nothing removed it):
 //! [`gc`] removes the staging directories of owners that no longer run.
+//! A build's work trees under `$TMPDIR` (`hermetic-work-<owner>-…`) are
+//! registered the same way.
 
 use std::path::{Path, PathBuf};
 
@@ -15,6 +17,11 @@ use crate::engine::{owner_is_alive, owner_label};
 
 /// Prefix of every staging directory's name.
 pub const PREFIX: &str = ".hermetic-staging-";
+
+/// Prefix of a build's work trees under `$TMPDIR` (the build context, the
+/// unpacked bundle): registered like staging directories, so that the
+/// gigabytes a killed build leaves there are collected by `hermetic gc`.
+pub const WORK_PREFIX: &str = "hermetic-work-";
 
 /// The file that marks a staging directory as not a release.
 pub const INCOMPLETE: &str = "HERMETIC-INCOMPLETE";
@@ -29,18 +36,30 @@ pub struct Staging {
 impl Staging {
     /// Makes a staging directory in `out` registered under `home`.
     pub fn create(out: &Path, home: &Path) -> std::io::Result<Staging> {
+        Staging::create_as(out, PREFIX, home, true)
+    }
+
+    /// Makes a work tree under `$TMPDIR` registered under `home`: empty
+    /// (a build context is hashed as it is), known by its name's prefix.
+    pub fn work_tree(home: &Path) -> std::io::Result<Staging> {
+        Staging::create_as(&std::env::temp_dir(), WORK_PREFIX, home, false)
+    }
+
+    fn create_as(parent: &Path, prefix: &str, home: &Path, mark: bool) -> std::io::Result<Staging> {
         let owner = owner_label();
         // The owner label's `:` are awkward in file names.
         let tag = owner.replace(':', "-");
         let registry = home.join("staging");
         fs_err::create_dir_all(&registry)?;
         let dir = tempfile::Builder::new()
-            .prefix(&format!("{PREFIX}{}-", short_owner(&tag)))
-            .tempdir_in(out)?;
-        fs_err::write(
-            dir.path().join(INCOMPLETE),
-            "a hermetic build was writing here and did not finish; this is not a release\n",
-        )?;
+            .prefix(&format!("{prefix}{}-", short_owner(&tag)))
+            .tempdir_in(parent)?;
+        if mark {
+            fs_err::write(
+                dir.path().join(INCOMPLETE),
+                "a hermetic build was writing here and did not finish; this is not a release\n",
+            )?;
+        }
         let name = dir
             .path()
             .file_name()
@@ -77,7 +96,8 @@ fn short_owner(tag: &str) -> String {
 /// Removes the staging directories registered under `home` whose owner no
 /// longer runs (all of them with `all`), and their markers; returns the
 /// directories removed. A marker naming something that is not a staging
-/// directory (wrong name, no [`INCOMPLETE`] file) only loses its marker:
+/// directory (wrong name, no [`INCOMPLETE`] file) or a work tree (wrong
+/// name, not directly in `$TMPDIR`) only loses its marker:
 /// gc never deletes a directory on a marker's word alone.
 pub fn gc(home: &Path, all: bool) -> std::io::Result<Vec<PathBuf>> {
     let registry = home.join("staging");
@@ -101,12 +121,15 @@ pub fn gc(home: &Path, all: bool) -> std::io::Result<Vec<PathBuf>> {
             continue;
         }
         let dir = PathBuf::from(dir);
+        let name = dir
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default();
         let is_staging = dir.is_absolute()
-            && dir
-                .file_name()
-                .is_some_and(|n| n.to_string_lossy().starts_with(PREFIX))
             && fs_err::symlink_metadata(&dir).is_ok_and(|m| m.is_dir())
-            && dir.join(INCOMPLETE).is_file();
+            && ((name.starts_with(PREFIX) && dir.join(INCOMPLETE).is_file())
+                || (name.starts_with(WORK_PREFIX)
+                    && dir.parent() == Some(std::env::temp_dir().as_path())));
         if is_staging {
             fs_err::remove_dir_all(&dir)?;
             removed.push(dir);
@@ -180,5 +203,46 @@ mod tests {
         assert!(unmarked.join("app.tar.gz").is_file());
         // `all` removes the live one too.
         assert_eq!(gc(home.path(), true).unwrap(), vec![live_dir.clone()]);
+    }
+
+    #[test]
+    fn a_dead_owners_work_tree_in_tmpdir_is_collected_and_only_there() {
+        let home = tempfile::tempdir().unwrap();
+        let work = Staging::work_tree(home.path()).unwrap();
+        let name = work.path().file_name().unwrap().to_string_lossy();
+        assert!(name.starts_with(WORK_PREFIX), "{name}");
+        assert_eq!(
+            fs_err::read_dir(work.path()).unwrap().count(),
+            0,
+            "a work tree starts empty (a build context is hashed as it is)"
+        );
+        assert_eq!(gc(home.path(), false).unwrap(), Vec::<PathBuf>::new());
+        // What `kill -9` leaves: the tree and its marker, owner gone.
+        let path = work.path().to_path_buf();
+        fs_err::write(path.join("bundle.tar"), b"gigabytes").unwrap();
+        let marker = fs_err::read_dir(home.path().join("staging"))
+            .unwrap()
+            .next()
+            .unwrap()
+            .unwrap()
+            .path();
+        let text = fs_err::read_to_string(&marker).unwrap();
+        let (owner, rest) = text.split_once('\n').unwrap();
+        let (boot_pid, start) = owner.rsplit_once(':').unwrap();
+        let dead = format!("{boot_pid}:{}", start.parse::<u64>().unwrap() + 1);
+        std::mem::forget(work);
+        fs_err::write(&marker, format!("{dead}\n{rest}")).unwrap();
+        // A work-named directory elsewhere is not the marker's to delete.
+        let elsewhere = tempfile::tempdir().unwrap();
+        let decoy = elsewhere.path().join(format!("{WORK_PREFIX}1-2-x"));
+        fs_err::create_dir_all(&decoy).unwrap();
+        fs_err::write(
+            home.path().join("staging/decoy.marker"),
+            format!("{dead}\n{}\n", decoy.display()),
+        )
+        .unwrap();
+        assert_eq!(gc(home.path(), false).unwrap(), vec![path.clone()]);
+        assert!(!path.exists());
+        assert!(decoy.is_dir());
     }
 }
