@@ -630,7 +630,6 @@ pub async fn images_build(
 /// container, output streamed, container removed afterwards.
 pub async fn exec(global: &GlobalSettings, settings: ExecSettings) -> Result<Outcome> {
     let mut engine = connect(global).await?;
-    engine.set_stream_output(true);
     let builder = builder::resolve_builder(
         &engine,
         settings.glibc,
@@ -639,6 +638,10 @@ pub async fn exec(global: &GlobalSettings, settings: ExecSettings) -> Result<Out
         None,
     )
     .await?;
+    // Only the user's command streams: the resolver's probes (a builder's
+    // whole dpkg status, 70 KB, when the lock does not know the image) are
+    // hermetic's business, on the terminal only with `-v`.
+    engine.set_stream_output(true);
     let network = if settings.network {
         Network::Default
     } else {

@@ -190,6 +190,21 @@ async fn sigint_removes_the_running_container() {
         .spawn()
         .unwrap();
     let build_id = format!("exec-{}", child.id());
+    // Drained as it comes (a full pipe would stall hermetic), shown on failure.
+    let stderr = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let drain = {
+        let (mut pipe, sink) = (child.stderr.take().unwrap(), stderr.clone());
+        std::thread::spawn(move || {
+            let mut buf = [0u8; 8192];
+            while let Ok(n) = std::io::Read::read(&mut pipe, &mut buf) {
+                if n == 0 {
+                    break;
+                }
+                sink.lock().unwrap().extend_from_slice(&buf[..n]);
+            }
+        })
+    };
+    let said = || String::from_utf8_lossy(&stderr.lock().unwrap()).into_owned();
 
     let deadline = Instant::now() + Duration::from_secs(60);
     loop {
@@ -209,14 +224,30 @@ async fn sigint_removes_the_running_container() {
         }
         assert!(
             child.try_wait().unwrap().is_none(),
-            "hermetic exec exited early"
+            "hermetic exec exited early: {}",
+            said()
         );
-        assert!(Instant::now() < deadline, "no labelled container appeared");
+        assert!(
+            Instant::now() < deadline,
+            "no labelled container appeared; hermetic said: {}",
+            said()
+        );
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
     unsafe { libc::kill(child.id() as i32, libc::SIGINT) };
     let status = child.wait().unwrap();
-    assert_eq!(status.code(), Some(130), "exit status {status:?}");
+    drain.join().unwrap();
+    assert_eq!(
+        status.code(),
+        Some(130),
+        "exit status {status:?}: {}",
+        said()
+    );
+    assert!(
+        said().len() < 4096,
+        "exec streams the command's output only, not the resolver's probes: {}",
+        said()
+    );
     let left = engine.labelled_containers(Some(&build_id)).await.unwrap();
     assert!(left.is_empty(), "containers left behind: {left:?}");
 }

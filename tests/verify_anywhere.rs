@@ -2,7 +2,8 @@
 //! Docker is verified on a "machine" that never had that builder, on the
 //! other engine: its builder and base images are removed from Podman,
 //! `HERMETIC_HOME` is fresh (no lock, no rootfs tarballs, no caches), and
-//! the source is a fresh clone of the project at another path. `verify`
+//! the source is a fresh clone of the project at another path, with stray
+//! untracked files the record does not cover. `verify`
 //! must make the builder again, on Podman, from the recorded catalog
 //! inputs, get the recorded image ID that Docker got (builders are
 //! reproducible images, whichever engine makes them), and prove every
@@ -183,6 +184,14 @@ async fn a_release_verifies_on_a_fresh_home_with_its_builder_remade() {
             clone.to_str().unwrap(),
         ],
     );
+    // The verifier's checkout has stray untracked files (a log, an old
+    // `dist/`, editor state): outside what the record covers, so neither
+    // the rebuild's cache key nor any output may change.
+    fs_err::write(clone.join("app/build.log"), "stray\n").unwrap();
+    fs_err::create_dir_all(clone.join("app/dist")).unwrap();
+    fs_err::write(clone.join("app/dist/old-0.9.tar.gz"), b"stray").unwrap();
+    fs_err::create_dir_all(clone.join(".idea")).unwrap();
+    fs_err::write(clone.join(".idea/workspace.xml"), "<stray/>").unwrap();
     let verify_home = work.path().join("home-verify");
     let started = Instant::now();
     let out = hermetic_on(
