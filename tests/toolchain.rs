@@ -43,7 +43,10 @@ fn toolchain_baselines() -> Vec<String> {
             "HERMETIC_TOOLCHAIN_BASELINES: {b} is not a toolchain baseline (2.17, 2.28)"
         );
     }
-    assert!(!baselines.is_empty(), "HERMETIC_TOOLCHAIN_BASELINES is empty");
+    assert!(
+        !baselines.is_empty(),
+        "HERMETIC_TOOLCHAIN_BASELINES is empty"
+    );
     baselines
 }
 
@@ -84,7 +87,10 @@ async fn toolchain_baselines_build_without_a_registry_on_toolchain_builders() {
     for glibc in &toolchain {
         builders.push((glibc.clone(), common::builder_image(&engine, glibc).await));
     }
-    builders.push(("2.31".to_string(), common::builder_image(&engine, "2.31").await));
+    builders.push((
+        "2.31".to_string(),
+        common::builder_image(&engine, "2.31").await,
+    ));
 
     // `images list` shows both builders of each toolchain baseline and
     // which one is which.
