@@ -356,11 +356,10 @@ pub fn compare_outputs(
     );
     let summary = if matched {
         format!(
-            "verified: identical: {what} rebuilt from {}, {} of {} outputs the same bytes as \
-             released (archive sha256 {})",
+            "verified: identical: {what} rebuilt from {}: {} outputs, rebuilt and released, \
+             the recorded bytes (archive sha256 {})",
             file_name(record_path),
-            outputs.len(),
-            outputs.len(),
+            record.outputs.len(),
             record
                 .outputs
                 .iter()
@@ -370,7 +369,8 @@ pub fn compare_outputs(
         )
     } else {
         format!(
-            "NOT verified: {failed} of {} outputs of {what} differ from their rebuild from {}",
+            "NOT verified: {failed} of {} checks of {what}'s outputs differ from their rebuild \
+             from {}",
             outputs.len(),
             file_name(record_path)
         )
