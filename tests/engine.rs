@@ -8,19 +8,7 @@ use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use hermetic::engine::{ContainerSpec, ExecSpec, Network};
-
-fn spec(image: &str, build_id: &str) -> ContainerSpec {
-    ContainerSpec {
-        image: image.to_string(),
-        build_id: build_id.to_string(),
-        role: "test".into(),
-        network: Network::None,
-        hardened: true,
-        env: vec![],
-        user: None,
-    }
-}
+use hermetic::engine::ExecSpec;
 
 /// Writes a small tree with the cases that break naive copies: nested dirs,
 /// an empty file, binary content, an executable, a symlink, a long name.
@@ -85,7 +73,7 @@ async fn round_trip_through_a_container_is_byte_identical() {
     make_tree(&src);
 
     let container = engine
-        .create_container(&spec(&image, "test-roundtrip"))
+        .create_container(&common::test_container(&image, "test-roundtrip"))
         .await
         .unwrap();
     let result = async {
@@ -119,7 +107,7 @@ async fn exec_reports_exit_code_and_output() {
     };
     let image = common::base_image(&engine, "trixie").await;
     let container = engine
-        .create_container(&spec(&image, "test-exec"))
+        .create_container(&common::test_container(&image, "test-exec"))
         .await
         .unwrap();
     let ok = container
@@ -157,7 +145,7 @@ async fn missing_path_in_container_is_named() {
     };
     let image = common::base_image(&engine, "trixie").await;
     let container = engine
-        .create_container(&spec(&image, "test-missing"))
+        .create_container(&common::test_container(&image, "test-missing"))
         .await
         .unwrap();
     let err = container.read_file("/no/such/file", 1024).await;
@@ -325,7 +313,7 @@ async fn copy_in_keeps_the_directory_writable_for_the_container_user() {
         return;
     };
     let image = common::base_image(&engine, "trixie").await;
-    let mut s = spec(&image, "test-copy-user");
+    let mut s = common::test_container(&image, "test-copy-user");
     s.user = Some("1000:1000".into());
     let container = engine.create_container(&s).await.unwrap();
     let result = async {
@@ -378,7 +366,7 @@ async fn copy_in_does_not_carry_the_host_umask() {
     ] {
         fs_err::set_permissions(&path, std::fs::Permissions::from_mode(mode)).unwrap();
     }
-    let mut s = spec(&image, "test-copy-umask");
+    let mut s = common::test_container(&image, "test-copy-umask");
     s.user = Some("1000:1000".into());
     let container = engine.create_container(&s).await.unwrap();
     let result = async {
@@ -481,7 +469,7 @@ async fn gc_images_removes_derived_builders_not_in_use() {
     let base = common::base_image(&engine, "trixie").await;
     let tag = format!("hermetic/derived:gc-test-{}", std::process::id());
     let maker = engine
-        .create_container(&spec(&base, "gc-images-test"))
+        .create_container(&common::test_container(&base, "gc-images-test"))
         .await
         .unwrap();
     let (key, value) = hermetic::build::fetch::DERIVED_IMAGE_LABEL;
@@ -503,7 +491,7 @@ async fn gc_images_removes_derived_builders_not_in_use() {
 
     // In use by a container: kept, and said so.
     let user = engine
-        .create_container(&spec(&tag, "gc-images-test"))
+        .create_container(&common::test_container(&tag, "gc-images-test"))
         .await
         .unwrap();
     let report = gc();

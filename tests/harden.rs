@@ -12,25 +12,13 @@ mod common;
 use std::path::Path;
 use std::time::Duration;
 
-use hermetic::engine::{ContainerSpec, Engine, ExecSpec, Network};
+use hermetic::engine::{Engine, ExecSpec};
 
 const TINY: &str = "hermetic-test-harden:tiny";
 
 /// One test at a time: they share the engine, and the interrupt cleanup
 /// removes every container of this process's owner label.
 static SERIAL: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
-
-fn spec(image: &str, build_id: &str) -> ContainerSpec {
-    ContainerSpec {
-        image: image.to_string(),
-        build_id: build_id.to_string(),
-        role: "test".into(),
-        network: Network::None,
-        hardened: true,
-        env: vec![],
-        user: None,
-    }
-}
 
 /// The tiny image's ID, imported if missing.
 async fn tiny_image(engine: &Engine) -> String {
@@ -83,7 +71,7 @@ async fn step_output_is_whole_bounded_lines_in_a_capped_clean_log() {
     let _serial = SERIAL.lock().await;
     let image = tiny_image(&engine).await;
     let container = engine
-        .create_container(&spec(&image, "test-harden-output"))
+        .create_container(&common::test_container(&image, "test-harden-output"))
         .await
         .unwrap();
     // A line written in two parts (two chunks), a 200 000-byte line with a
@@ -161,7 +149,7 @@ async fn a_container_whose_create_was_in_flight_is_removed_on_interrupt() {
         let build_id = format!("test-harden-inflight-{}-{i}", std::process::id());
         let task = {
             let engine = engine.clone();
-            let spec = spec(&image, &build_id);
+            let spec = common::test_container(&image, &build_id);
             tokio::spawn(async move { engine.create_container(&spec).await })
         };
         tokio::time::sleep(Duration::from_millis(i * 4)).await;
@@ -252,14 +240,7 @@ async fn image_build_output_is_logged_as_whole_lines_without_escapes() {
          printf '\\033[1;31mred\\033[0m\\n'\n"
     );
     let context = dir.path().join("context.tar");
-    let mut tar = tar::Builder::new(fs_err::File::create(&context).unwrap());
-    let mut header = tar::Header::new_gnu();
-    header.set_size(dockerfile.len() as u64);
-    header.set_mode(0o644);
-    header.set_cksum();
-    tar.append_data(&mut header, "Dockerfile", dockerfile.as_bytes())
-        .unwrap();
-    tar.into_inner().unwrap();
+    common::dockerfile_context(&context, &dockerfile);
     let log = dir.path().join("build.log");
     let spec = hermetic::engine::BuildImageSpec {
         context_tar: context,

@@ -7,7 +7,7 @@ mod oci_fixture;
 
 use std::process::Command;
 
-use hermetic::engine::{ContainerSpec, ExecSpec, Network};
+use hermetic::engine::ExecSpec;
 use hermetic::oci::{self, ImageSettings, LayerRole};
 use oci_fixture::{make_bundle, run};
 
@@ -190,15 +190,7 @@ async fn load_then_run_the_launcher() {
         .expect("loaded image present");
     assert_eq!(info.id, report.config_digest, "image ID = config digest");
     let container = engine
-        .create_container(&ContainerSpec {
-            image: "demo-load:2.0.0".into(),
-            build_id: "oci-load-test".into(),
-            role: "test".into(),
-            network: Network::None,
-            hardened: true,
-            env: vec![],
-            user: None,
-        })
+        .create_container(&common::test_container("demo-load:2.0.0", "oci-load-test"))
         .await
         .unwrap();
     let out = container

@@ -16,7 +16,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::Duration;
 
-use hermetic::engine::{ContainerSpec, ExecSpec, Network};
+use hermetic::engine::ExecSpec;
 use hermetic::oci::{
     self, BlobOutcome, ImageSettings, OciError, PushSettings, PushTarget, RetryPolicy, Secret,
 };
@@ -374,15 +374,7 @@ async fn push_auth_retry_resume_mount_sbom_and_pull() {
         pulled.repo_digests
     );
     let container = engine
-        .create_container(&ContainerSpec {
-            image: pinned.clone(),
-            build_id: "oci-push-test".into(),
-            role: "test".into(),
-            network: Network::None,
-            hardened: true,
-            env: vec![],
-            user: None,
-        })
+        .create_container(&common::test_container(&pinned, "oci-push-test"))
         .await
         .unwrap();
     let out = container

@@ -123,20 +123,13 @@ async fn podman_builds_the_same_bytes_as_docker_and_cleans_up() {
     let before = external();
     let ctx = tempfile::tempdir().unwrap();
     let context_tar = ctx.path().join("context.tar");
-    {
-        let dockerfile = format!(
+    common::dockerfile_context(
+        &context_tar,
+        &format!(
             "FROM {}\nRUN echo one > /one\nRUN echo two > /two\n",
             made_id(&made)
-        );
-        let mut tar = tar::Builder::new(fs_err::File::create(&context_tar).unwrap());
-        let mut header = tar::Header::new_gnu();
-        header.set_size(dockerfile.len() as u64);
-        header.set_mode(0o644);
-        header.set_cksum();
-        tar.append_data(&mut header, "Dockerfile", dockerfile.as_bytes())
-            .unwrap();
-        tar.finish().unwrap();
-    }
+        ),
+    );
     let tag = format!("hermetic-test/intermediates:{}", std::process::id());
     podman
         .build_image(&hermetic::engine::BuildImageSpec {

@@ -11,7 +11,7 @@ use std::path::PathBuf;
 use std::sync::OnceLock;
 
 use hermetic::builder;
-use hermetic::engine::{self, ConnectOptions, Engine, EngineKind};
+use hermetic::engine::{self, ConnectOptions, ContainerSpec, Engine, EngineKind, Network};
 use hermetic::glibc::Glibc;
 use tokio::sync::Mutex;
 
@@ -104,6 +104,32 @@ pub async fn podman_or_skip(test: &str) -> Option<Engine> {
             None
         }
     }
+}
+
+/// A test's container: offline and hardened, labelled with `build_id`.
+pub fn test_container(image: &str, build_id: &str) -> ContainerSpec {
+    ContainerSpec {
+        image: image.to_string(),
+        build_id: build_id.to_string(),
+        role: "test".into(),
+        network: Network::None,
+        hardened: true,
+        env: vec![],
+        user: None,
+    }
+}
+
+/// Writes an image build context holding only `dockerfile` (as
+/// `Dockerfile`) to `path`.
+pub fn dockerfile_context(path: &std::path::Path, dockerfile: &str) {
+    let mut tar = tar::Builder::new(fs_err::File::create(path).unwrap());
+    let mut header = tar::Header::new_gnu();
+    header.set_size(dockerfile.len() as u64);
+    header.set_mode(0o644);
+    header.set_cksum();
+    tar.append_data(&mut header, "Dockerfile", dockerfile.as_bytes())
+        .unwrap();
+    tar.finish().unwrap();
 }
 
 /// The image ID of a runtime base (made if missing).
