@@ -146,25 +146,13 @@ pub fn strip_escapes(line: &str) -> Cow<'_, str> {
         match c {
             '\u{1b}' => match chars.next() {
                 // CSI: parameters and intermediates up to a final byte @..~.
-                Some('[') => {
-                    for c in chars.by_ref() {
-                        if ('@'..='~').contains(&c) {
-                            break;
-                        }
-                    }
-                }
+                Some('[') => skip_csi(&mut chars),
                 // OSC, DCS, SOS, PM, APC: up to BEL or ESC \.
                 Some(']' | 'P' | 'X' | '^' | '_') => skip_string(&mut chars),
                 // Two-byte sequences (ESC 7, ESC =, …), or a lone ESC.
                 _ => {}
             },
-            '\u{9b}' => {
-                for c in chars.by_ref() {
-                    if ('@'..='~').contains(&c) {
-                        break;
-                    }
-                }
-            }
+            '\u{9b}' => skip_csi(&mut chars),
             '\u{9d}' => skip_string(&mut chars),
             '\t' => out.push(c),
             c if c.is_control() => {}
@@ -174,6 +162,17 @@ pub fn strip_escapes(line: &str) -> Cow<'_, str> {
     Cow::Owned(out)
 }
 
+/// Skips a CSI sequence's parameters and intermediates through its final
+/// byte (`@`..=`~`).
+fn skip_csi(chars: &mut std::iter::Peekable<std::str::Chars<'_>>) {
+    for c in chars.by_ref() {
+        if ('@'..='~').contains(&c) {
+            return;
+        }
+    }
+}
+
+/// Skips an OSC-like string through its terminator (BEL, ST or ESC `\`).
 fn skip_string(chars: &mut std::iter::Peekable<std::str::Chars<'_>>) {
     while let Some(c) = chars.next() {
         match c {
