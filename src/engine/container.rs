@@ -169,11 +169,15 @@ fn boot_id() -> String {
         .unwrap_or_default()
 }
 
-/// This process's owner label (see [`LABEL_OWNER`]).
+/// This process's owner label (see [`LABEL_OWNER`]): read from `/proc`
+/// once, as it cannot change while the process runs.
 pub fn owner_label() -> String {
-    let pid = std::process::id();
-    let start = process_start_time(pid).unwrap_or_default();
-    format!("{}:{pid}:{start}", boot_id())
+    static LABEL: LazyLock<String> = LazyLock::new(|| {
+        let pid = std::process::id();
+        let start = process_start_time(pid).unwrap_or_default();
+        format!("{}:{pid}:{start}", boot_id())
+    });
+    LABEL.clone()
 }
 
 /// A process's start time, field 22 of `/proc/<pid>/stat`, or `None` when
