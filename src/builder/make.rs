@@ -197,7 +197,7 @@ pub(super) async fn make_local_builder(
         ("io.hermetic.suite".to_string(), suite.clone()),
         ("io.hermetic.kind".to_string(), entry.kind.to_string()),
     ]);
-    let log = paths::log_dir().join(format!("images-build-glibc{glibc}.log"));
+    let log = paths::fresh_log(&format!("images-build-glibc{glibc}.log"));
     if on_demand {
         tracing::warn!(
             "glibc {glibc} needs the local {} builder, not yet made on this engine: building \

@@ -57,7 +57,7 @@ pub async fn ensure_rootfs(suite: &str, force: bool) -> Result<RootfsTarball, Bu
         .prefix(".rootfs-")
         .suffix(".tar")
         .tempfile_in(&dir)?;
-    let log = paths::log_dir().join(format!("rootfs-{suite}.log"));
+    let log = paths::fresh_log(&format!("rootfs-{suite}.log"));
     make_rootfs(suite, &catalog.local, tmp.path(), &log).await?;
     let (sha256, size) = crate::archive::sha256_file(tmp.path())?;
     tmp.persist(&path).map_err(|e| BuilderError::Io(e.error))?;

@@ -273,7 +273,7 @@ impl Engine {
             }
         })?;
         let id = created.id;
-        let log_path = crate::paths::log_dir().join(format!("{}-{}.log", spec.build_id, name));
+        let log_path = crate::paths::fresh_log(&format!("{}-{}.log", spec.build_id, name));
         let log = open_log(&log_path)?;
         let container = Container {
             engine: self.clone(),
