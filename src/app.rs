@@ -804,11 +804,23 @@ where
     // nothing it shares with the cleanup below is left half-updated by a
     // panic (the container registry is a Mutex, taken only briefly).
     let command = std::panic::AssertUnwindSafe(command).catch_unwind();
+    // Synchronous work (a finish phase unpacking and archiving gigabytes)
+    // holds this thread, so the select below cannot see a signal until it
+    // yields; this task, on another worker, sets the flag that work polls
+    // ([`crate::cancel`]), and it fails within milliseconds.
+    let watcher = tokio::spawn(async { crate::cancel::request(shutdown_signal().await) });
     let result = tokio::select! {
         result = command => result.unwrap_or(Err(Error::Panicked)),
         signal = shutdown_signal() => return Err(interrupted(signal).await),
         stream = crate::term::closed() => Err(Error::OutputClosed { stream }),
     };
+    watcher.abort();
+    // Whatever error the cancelled work ended with, it was the signal.
+    if result.is_err()
+        && let Some(signal) = crate::cancel::requested()
+    {
+        return Err(interrupted(signal).await);
+    }
     let removed = engine::cleanup_live_containers().await;
     if removed > 0 {
         tracing::warn!(removed, "removed hermetic's containers left at exit");

@@ -118,10 +118,34 @@ pub enum ArchiveError {
     UnsafeEntry { entry: String, reason: UnsafeReason },
     /// The tar stream being unpacked is larger than allowed.
     #[error(
-        "tar stream exceeds the size limit of {limit} bytes at entry `{}`",
-        crate::term::shown(entry)
+        "unpacking stopped at entry `{}`: the files unpacked so far exceed the unpack limit of \
+         {} ({limit} bytes); set {UNPACK_LIMIT_ENV} (e.g. {UNPACK_LIMIT_ENV}=128G) to raise it",
+        crate::term::shown(entry),
+        crate::term::bytes(*limit)
     )]
     SizeLimit { entry: String, limit: u64 },
+    /// The tar stream being unpacked needs more room than the destination's
+    /// file system has free.
+    #[error(
+        "unpacking into {} stopped at entry `{}`: the files unpacked so far ({} bytes) exceed \
+         the {} free there; free some space, or point TMPDIR at a larger file system",
+        dest.display(),
+        crate::term::shown(entry),
+        needed,
+        crate::term::bytes(*free)
+    )]
+    NoSpace {
+        dest: PathBuf,
+        entry: String,
+        needed: u64,
+        free: u64,
+    },
+    /// `HERMETIC_UNPACK_LIMIT` does not parse.
+    #[error(
+        "invalid {UNPACK_LIMIT_ENV} `{value}`: expected a size in bytes, optionally with a \
+         K, M, G or T suffix (powers of 1024), e.g. 128G"
+    )]
+    InvalidUnpackLimit { value: String },
     /// An archive whose bytes could not be read or decoded (a corrupt
     /// deflate stream, a bad gzip CRC-32 or size, a bad zstd checksum, a
     /// truncated stream).
@@ -685,7 +709,9 @@ impl<W: Write> Write for HashingWriter<W> {
 }
 
 /// Reads exactly `remaining` bytes from a file, failing if it is shorter,
-/// so a file that shrinks while being archived cannot corrupt the tar.
+/// so a file that shrinks while being archived cannot corrupt the tar; and
+/// stops at a signal ([`crate::cancel`]), the copy of a big file being
+/// most of the time an archive takes.
 struct ExactReader<R> {
     inner: R,
     remaining: u64,
@@ -696,6 +722,7 @@ impl<R: Read> Read for ExactReader<R> {
         if self.remaining == 0 {
             return Ok(0);
         }
+        crate::cancel::check()?;
         let max = buf
             .len()
             .min(usize::try_from(self.remaining).unwrap_or(usize::MAX));
@@ -854,6 +881,7 @@ fn write_tar<W: Write>(
     let mut builder = tar::Builder::new(out);
     let mut files = 0;
     for entry in entries {
+        crate::cancel::check()?;
         let meta = fs_err::symlink_metadata(&entry.source)?;
         let ft = meta.file_type();
         let mut header = tar::Header::new_gnu();
@@ -991,6 +1019,7 @@ fn collect_tree(root: &Path, prefix: &str) -> Result<Vec<ArchiveEntry>, ArchiveE
     }
     let mut entries = Vec::new();
     for item in walkdir::WalkDir::new(root).follow_links(false) {
+        crate::cancel::check()?;
         let item = item.map_err(walk_error)?;
         let rel = item.path().strip_prefix(root).unwrap_or(item.path());
         let rel_str = rel
@@ -1154,11 +1183,13 @@ pub fn unpack_safe<R: Read>(
             path: dest.to_owned(),
         });
     }
+    let free = free_bytes(dest)?;
     let mut archive = tar::Archive::new(reader);
     let mut summary = UnpackSummary::default();
     let mut total: u64 = 0;
     let mut symlinks: Vec<(PathBuf, String, PathBuf)> = Vec::new();
     for entry in archive.entries().map_err(ArchiveError::from_io)? {
+        crate::cancel::check()?;
         let mut entry = entry.map_err(ArchiveError::from_io)?;
         let raw = String::from_utf8_lossy(&entry.path_bytes()).into_owned();
         let unsafe_entry = |reason| ArchiveError::UnsafeEntry {
@@ -1172,6 +1203,14 @@ pub fn unpack_safe<R: Read>(
             return Err(ArchiveError::SizeLimit {
                 entry: raw,
                 limit: max_bytes,
+            });
+        }
+        if total > free {
+            return Err(ArchiveError::NoSpace {
+                dest: dest.to_owned(),
+                entry: raw,
+                needed: total,
+                free,
             });
         }
         let kind = entry.header().entry_type();
@@ -1404,10 +1443,71 @@ fn resolves_inside(dest: &Path, rel: &Path) -> bool {
     true
 }
 
+/// The environment variable that sets [`unpack_limit`].
+pub const UNPACK_LIMIT_ENV: &str = "HERMETIC_UNPACK_LIMIT";
+
+/// The default [`unpack_limit`]: far above any bundle, far below a bomb.
+pub const DEFAULT_UNPACK_LIMIT: u64 = 64 << 30;
+
+/// How many bytes of files hermetic unpacks from one archive or container
+/// (the build's bundle, `sbom`, `image` and `verify` of an archive):
+/// `$HERMETIC_UNPACK_LIMIT` (`128G`, `500M`, a byte count) or
+/// [`DEFAULT_UNPACK_LIMIT`]. [`unpack_safe`] also stops before the files
+/// would outgrow the destination's free space.
+pub fn unpack_limit() -> Result<u64, ArchiveError> {
+    match std::env::var(UNPACK_LIMIT_ENV) {
+        Err(_) => Ok(DEFAULT_UNPACK_LIMIT),
+        Ok(value) => parse_size(&value).ok_or(ArchiveError::InvalidUnpackLimit { value }),
+    }
+}
+
+/// `123`, `500M`, `64G`, `1T` (powers of 1024); `None` for anything else.
+fn parse_size(value: &str) -> Option<u64> {
+    let value = value.trim();
+    let (digits, shift) = match value.char_indices().last()? {
+        (i, 'k' | 'K') => (&value[..i], 10),
+        (i, 'm' | 'M') => (&value[..i], 20),
+        (i, 'g' | 'G') => (&value[..i], 30),
+        (i, 't' | 'T') => (&value[..i], 40),
+        _ => (value, 0),
+    };
+    if digits.is_empty() || !digits.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    digits.parse::<u64>().ok()?.checked_mul(1 << shift)
+}
+
+/// Bytes free to an unprivileged writer on the file system of `dir`.
+fn free_bytes(dir: &Path) -> Result<u64, ArchiveError> {
+    use std::os::unix::ffi::OsStrExt;
+    let path = std::ffi::CString::new(dir.as_os_str().as_bytes()).map_err(|_| {
+        ArchiveError::NonUtf8Path {
+            path: dir.to_owned(),
+        }
+    })?;
+    // SAFETY: statvfs only writes into the struct it is given, and `path`
+    // is a NUL-terminated string that outlives the call.
+    let mut stat: libc::statvfs = unsafe { std::mem::zeroed() };
+    if unsafe { libc::statvfs(path.as_ptr(), &mut stat) } != 0 {
+        return Err(ArchiveError::Io(io::Error::new(
+            io::Error::last_os_error().kind(),
+            format!(
+                "cannot read the free space of {}: {}",
+                dir.display(),
+                io::Error::last_os_error()
+            ),
+        )));
+    }
+    // The fields are u64 on 64-bit Linux, narrower elsewhere.
+    #[allow(clippy::useless_conversion)]
+    Ok(u64::from(stat.f_bavail).saturating_mul(u64::from(stat.f_frsize)))
+}
+
 fn copy_buffered(from: &mut impl Read, to: &mut (impl Write + ?Sized)) -> io::Result<u64> {
     let mut buf = vec![0u8; BUF_SIZE];
     let mut total = 0;
     loop {
+        crate::cancel::check()?;
         let n = match from.read(&mut buf) {
             Ok(0) => return Ok(total),
             Ok(n) => n,
@@ -1841,6 +1941,18 @@ mod tests {
         assert!(super::source_tree_changes(&after.entries, &after.entries).is_empty());
     }
     use super::*;
+
+    #[test]
+    fn unpack_limits_parse_as_binary_sizes() {
+        assert_eq!(parse_size("123"), Some(123));
+        assert_eq!(parse_size("500M"), Some(500 << 20));
+        assert_eq!(parse_size("64g"), Some(64 << 30));
+        assert_eq!(parse_size(" 1T "), Some(1 << 40));
+        assert_eq!(parse_size("8k"), Some(8 << 10));
+        for bad in ["", "G", "1.5G", "-1", "12X", "1 G", "99999999999999999999T"] {
+            assert_eq!(parse_size(bad), None, "{bad}");
+        }
+    }
 
     #[test]
     fn a_full_disk_names_the_archive_being_written() {

@@ -11,6 +11,7 @@ pub mod archive;
 pub mod build;
 pub mod builder;
 pub mod bundle;
+pub mod cancel;
 pub mod catalog;
 pub mod elf;
 pub mod engine;

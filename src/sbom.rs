@@ -34,7 +34,6 @@ use cyclonedx_bom::models::metadata::Metadata;
 use cyclonedx_bom::models::property::{Properties, Property};
 use cyclonedx_bom::models::tool::Tools;
 use cyclonedx_bom::validation::Validate;
-use sha2::{Digest, Sha256};
 
 use crate::bundle::{self, BundleMeta, InputKind, OsPackage};
 use crate::purl::{self, enc};
@@ -284,7 +283,7 @@ fn collect(bundle_dir: &Path, meta: &BundleMeta) -> Result<Collected, SbomError>
         runtime.insert(r, component);
     }
     for rel in unrecorded_libs(bundle_dir, meta)? {
-        let bytes = fs_err::read(bundle_dir.join(&rel))?;
+        let sha = sha256_of_file(&bundle_dir.join(&rel))?;
         let mut component = Component::new(
             Classification::Library,
             file_name(&rel),
@@ -292,7 +291,7 @@ fn collect(bundle_dir: &Path, meta: &BundleMeta) -> Result<Collected, SbomError>
             Some(file_ref(&rel)),
         );
         component.version = None;
-        component.hashes = Some(sha256_hashes(&sha256_hex(&bytes)));
+        component.hashes = Some(sha256_hashes(&sha));
         component.properties = Some(properties(&[(prop::PATH, &rel)]));
         soname_to_ref.insert(file_name(&rel).to_owned(), file_ref(&rel));
         owners.insert(rel.clone(), file_ref(&rel));
@@ -373,7 +372,7 @@ fn checked_sha256(
     if !path.is_file() {
         return Err(SbomError::MissingFile { what, path });
     }
-    let actual = sha256_hex(&fs_err::read(&path)?);
+    let actual = sha256_of_file(&path)?;
     if !actual.eq_ignore_ascii_case(recorded) {
         return Err(SbomError::HashMismatch {
             path,
@@ -963,6 +962,7 @@ fn elf_links(
     let runtime_prefix = format!("{}/", meta.python.path.trim_end_matches('/'));
     let mut links: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
     for entry in walkdir::WalkDir::new(bundle_dir).sort_by_file_name() {
+        crate::cancel::check()?;
         let entry = entry.map_err(|e| {
             let path = e.path().unwrap_or(bundle_dir).to_owned();
             SbomError::Io(std::io::Error::other(format!("{}: {e}", path.display())))
@@ -1143,8 +1143,13 @@ fn render(bundle_dir: &Path, bom: &Bom) -> Result<Vec<u8>, SbomError> {
 // ---------------------------------------------------------------------------
 // Small helpers
 
-fn sha256_hex(bytes: &[u8]) -> String {
-    hex::encode(Sha256::digest(bytes))
+/// A file's SHA-256, streamed (a vendored library can be gigabytes).
+fn sha256_of_file(path: &Path) -> std::io::Result<String> {
+    match crate::archive::sha256_file(path) {
+        Ok((hex, _)) => Ok(hex),
+        Err(crate::archive::ArchiveError::Io(e)) => Err(e),
+        Err(e) => Err(std::io::Error::other(e)),
+    }
 }
 
 fn sha256_hashes(hex: &str) -> Hashes {
@@ -1170,7 +1175,9 @@ fn purl_of(s: &str) -> Option<Purl> {
 /// (no absolute paths, no `..`, no links leaving `dest`, no devices), read
 /// to its end with its checksum checked.
 fn unpack_archive(archive: &Path, dest: &Path) -> Result<(), SbomError> {
-    crate::archive::unpack_archive(archive, dest, 64 << 30).map_err(|e| match e {
+    let unpacked = crate::archive::unpack_limit()
+        .and_then(|limit| crate::archive::unpack_archive(archive, dest, limit));
+    unpacked.map_err(|e| match e {
         crate::archive::ArchiveError::UnsafeEntry { entry, reason } => {
             SbomError::UnsafeArchiveEntry {
                 path: archive.to_owned(),

@@ -295,6 +295,11 @@ pub fn capped_list(what: &str, items: &[String], sep: &str) -> String {
     }
 }
 
+/// A byte count for people: `64.00 GiB`.
+pub fn bytes(n: u64) -> String {
+    indicatif::BinaryBytes(n).to_string()
+}
+
 #[cfg(test)]
 mod tests {
     #[test]

@@ -394,7 +394,7 @@ pub fn compare_archives(
     let (a, b) = (work.path().join("expected"), work.path().join("actual"));
     for (archive_path, dest) in [(expected, &a), (actual, &b)] {
         fs_err::create_dir_all(dest)?;
-        archive::unpack_archive(archive_path, dest, 64 << 30)?;
+        archive::unpack_archive(archive_path, dest, archive::unpack_limit()?)?;
     }
     let left = listing(&a)?;
     let right = listing(&b)?;

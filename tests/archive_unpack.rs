@@ -194,6 +194,57 @@ fn size_cap() {
 }
 
 #[test]
+fn size_cap_names_the_limit_and_how_to_raise_it() {
+    let err = ArchiveError::SizeLimit {
+        entry: "big".into(),
+        limit: 64 << 30,
+    };
+    let text = err.to_string();
+    assert!(text.contains("64.00 GiB"), "{text}");
+    assert!(text.contains("HERMETIC_UNPACK_LIMIT=128G"), "{text}");
+}
+
+/// An entry that claims more than the file system has free is refused
+/// before a byte of it is written, naming the destination and what is
+/// free there (the header comes first; the stream may hold nothing more).
+#[test]
+fn an_entry_larger_than_the_free_space_is_refused_before_writing() {
+    let tmp = tempfile::tempdir().unwrap();
+    let mut h = tar::Header::new_gnu();
+    h.set_path("huge.bin").unwrap();
+    h.set_entry_type(tar::EntryType::Regular);
+    h.set_mode(0o644);
+    h.set_size(1 << 55);
+    h.set_cksum();
+    let mut tar = craft(&[file("small", b"abc")]);
+    // Drop the end-of-archive blocks and put the huge header after `small`.
+    tar.truncate(tar.len() - 1024);
+    tar.extend_from_slice(h.as_bytes());
+    let dest = tmp.path().join("d");
+    let err = unpack_safe(tar.as_slice(), &dest, u64::MAX).unwrap_err();
+    match &err {
+        ArchiveError::NoSpace {
+            dest: d,
+            entry,
+            needed,
+            free,
+        } => {
+            assert_eq!(d, &dest);
+            assert_eq!(entry, "huge.bin");
+            assert_eq!(*needed, (1 << 55) + 3);
+            assert!(*free > 0 && *free < 1 << 55, "{free}");
+        }
+        other => panic!("expected NoSpace, got {other}"),
+    }
+    let text = err.to_string();
+    assert!(
+        text.contains("free there") && text.contains("TMPDIR"),
+        "{text}"
+    );
+    assert!(!dest.join("huge.bin").exists());
+}
+
+#[test]
 fn setuid_and_setgid_are_stripped() {
     let tmp = tempfile::tempdir().unwrap();
     let tar = craft(&[Raw {

@@ -261,3 +261,119 @@ async fn image_build_output_is_logged_as_whole_lines_without_escapes() {
     assert!(lines.contains(&"first half second half"), "{text}");
     assert!(lines.contains(&"red"), "{text}");
 }
+
+/// Ctrl-C in the finish phase (unpack, relocate, prune, scan, archive:
+/// synchronous work that takes minutes on a big bundle) ends hermetic
+/// within 2 seconds with exit 130, and leaves no container, no staging
+/// directory in `--out` and no work tree under `$TMPDIR`.
+#[tokio::test(flavor = "multi_thread")]
+async fn an_interrupt_in_the_finish_phase_ends_the_build_within_two_seconds() {
+    use std::io::BufRead;
+    let Some(engine) = common::engine_or_skip("finish_interrupt").await else {
+        return;
+    };
+    let _serial = SERIAL.lock().await;
+    common::builder_image(&engine, "2.31").await;
+    let dir = tempfile::tempdir().unwrap();
+    let tmp = tempfile::tempdir().unwrap();
+    let out = dir.path().join("dist");
+    // 768 MiB that does not compress: archiving alone takes tens of seconds.
+    fs_err::write(
+        dir.path().join("hermetic.toml"),
+        "[app]\nname = \"bigdata\"\nversion = \"1.0\"\nglibc = \"2.31\"\npython = \"3.11\"\n\
+         source_date_epoch = 1700000000\n\n[build]\n\
+         commands = ['head -c 805306368 /dev/urandom > data.bin']\n\
+         collect = [{ from = \"data.bin\", to = \"share/data.bin\" }]\n\n\
+         [smoke]\ncommand = [\"python/runtime/bin/python3.11\", \"-c\", \"print('ok')\"]\nexpect = \"ok\"\n",
+    )
+    .unwrap();
+    let mut child = std::process::Command::new(common::hermetic_bin())
+        .args(["-v", "build", "--rebuild", "--out"])
+        .arg(&out)
+        .arg("-r")
+        .arg(dir.path().join("hermetic.toml"))
+        .env("TMPDIR", tmp.path())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let stderr = child.stderr.take().unwrap();
+    let (lines_tx, lines) = std::sync::mpsc::channel::<String>();
+    std::thread::spawn(move || {
+        for line in std::io::BufReader::new(stderr).lines() {
+            let Ok(line) = line else { return };
+            if lines_tx.send(line).is_err() {
+                return;
+            }
+        }
+    });
+    let mut seen = Vec::new();
+    let deadline = std::time::Instant::now() + Duration::from_secs(900);
+    loop {
+        let left = deadline.saturating_duration_since(std::time::Instant::now());
+        match lines.recv_timeout(left) {
+            Ok(line) => {
+                let started = line.contains("relocating, pruning, archiving");
+                seen.push(line);
+                if started {
+                    break;
+                }
+            }
+            Err(_) => {
+                let _ = child.kill();
+                panic!("the finish phase never started:\n{}", seen.join("\n"));
+            }
+        }
+    }
+    // Well inside the phase: unpacked, now relocating, scanning or archiving.
+    std::thread::sleep(Duration::from_millis(1500));
+    let pid = child.id();
+    // SAFETY: kill(2) on our own child's pid.
+    assert_eq!(unsafe { libc::kill(pid as i32, libc::SIGINT) }, 0);
+    let sent = std::time::Instant::now();
+    let status = loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            break status;
+        }
+        if sent.elapsed() > Duration::from_secs(300) {
+            let _ = child.kill();
+            panic!("hermetic ignored SIGINT for 300 s");
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    let took = sent.elapsed();
+    seen.extend(lines.try_iter());
+    let log = seen.join("\n");
+    assert!(
+        !seen
+            .iter()
+            .any(|l| l.contains("phase done") && l.contains("phase=\"finish\"")),
+        "the finish phase ended before the signal; the test proves nothing:\n{log}"
+    );
+    assert_eq!(status.code(), Some(130), "{log}");
+    assert!(
+        took < Duration::from_secs(2),
+        "SIGINT in the finish phase took {took:?} to end hermetic:\n{log}"
+    );
+    let staged: Vec<_> = fs_err::read_dir(&out)
+        .map(|d| d.map(|e| e.unwrap().file_name()).collect())
+        .unwrap_or_default();
+    assert!(staged.is_empty(), "left in --out: {staged:?}");
+    let work: Vec<_> = fs_err::read_dir(tmp.path())
+        .unwrap()
+        .map(|e| e.unwrap().file_name())
+        .collect();
+    assert!(work.is_empty(), "left in $TMPDIR: {work:?}");
+    let containers = std::process::Command::new("docker")
+        .args(["ps", "-aq", "--filter"])
+        .arg(format!("label={}", hermetic::engine::LABEL_OWNER))
+        .args(["--format", "{{.Label \"io.hermetic.owner\"}}"])
+        .output()
+        .unwrap();
+    let mine: Vec<_> = String::from_utf8_lossy(&containers.stdout)
+        .lines()
+        .filter(|owner| owner.contains(&format!(":{pid}:")))
+        .map(String::from)
+        .collect();
+    assert!(mine.is_empty(), "containers left: {mine:?}");
+}

@@ -364,3 +364,45 @@ fn a_plain_tar_cut_at_a_block_boundary_is_refused() {
         }
     }
 }
+
+/// The unpack limit is one setting, `HERMETIC_UNPACK_LIMIT`, for every
+/// command that unpacks a bundle archive: below the bundle's size `sbom`
+/// refuses it naming the limit and the setting; a malformed value is an
+/// error naming the variable; raised, the same archive goes through.
+#[test]
+fn the_unpack_limit_is_named_and_can_be_raised() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (root, _) = bundle(tmp.path());
+    let gz = archive(&root, tmp.path(), "demo.tar.gz", Compression::Gzip);
+    let sbom = |limit: &str| {
+        Command::new(common::hermetic_bin())
+            .arg("sbom")
+            .arg(&gz)
+            .arg("--output")
+            .arg(tmp.path().join("demo.cdx.json"))
+            .env("HERMETIC_UNPACK_LIMIT", limit)
+            .output()
+            .unwrap()
+    };
+    let out = sbom("16K");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert!(
+        stderr.contains("unpack limit of 16.00 KiB") && stderr.contains("HERMETIC_UNPACK_LIMIT="),
+        "{stderr}"
+    );
+    assert!(!tmp.path().join("demo.cdx.json").exists());
+    let out = sbom("lots");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert!(
+        stderr.contains("invalid HERMETIC_UNPACK_LIMIT `lots`"),
+        "{stderr}"
+    );
+    let out = sbom("1G");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}

@@ -130,7 +130,11 @@ pub async fn compile(
 
     let unpacked = staging.path().join("out");
     fs_err::create_dir_all(&unpacked)?;
-    archive::unpack_safe(fs_err::File::open(&tar)?, &unpacked, 8 << 30)?;
+    archive::unpack_safe(
+        fs_err::File::open(&tar)?,
+        &unpacked,
+        archive::unpack_limit()?,
+    )?;
     let root = unpacked.join("pyc");
     let mut taken = 0;
     for file in walk_files(&root)? {

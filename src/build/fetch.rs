@@ -336,7 +336,7 @@ async fn download(
         container.copy_out(&format!("{FETCH_DIR}/dl"), &tar).await?;
         let dest = tmp.path().join("out");
         fs_err::create_dir_all(&dest)?;
-        archive::unpack_safe(fs_err::File::open(&tar)?, &dest, 8 << 30)?;
+        archive::unpack_safe(fs_err::File::open(&tar)?, &dest, archive::unpack_limit()?)?;
         for file in crate::bundle::relocate::walk_files(&dest)? {
             let name = file.file_name().unwrap_or_default().to_string_lossy().into_owned();
             let (hex, _) = archive::sha256_file(&file)?;

@@ -354,7 +354,7 @@ async fn build_target(
     );
     let tree = work.path().join("tree");
     fs_err::create_dir_all(&tree)?;
-    archive::unpack_safe(fs_err::File::open(&tar)?, &tree, 64 << 30)?;
+    archive::unpack_safe(fs_err::File::open(&tar)?, &tree, archive::unpack_limit()?)?;
     let top = tree.join(&plan.name);
     let paths = BuildPaths {
         bundle_dir: assemble::bundle_dir(&plan.name),

@@ -45,6 +45,7 @@ pub fn prune(top: &Path, rules: &PrunePlan, launchers: &[String]) -> Result<usiz
         .collect::<Result<_, _>>()
         .map_err(std::io::Error::other)?;
     for entry in entries {
+        crate::cancel::check()?;
         let rel = entry
             .path()
             .strip_prefix(top)

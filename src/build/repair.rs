@@ -115,7 +115,8 @@ pub async fn repair(
     container.copy_out(&bundle, &tar).await?;
     let tree_dir = work.join("pre-repair");
     fs_err::create_dir_all(&tree_dir)?;
-    crate::archive::unpack_safe(fs_err::File::open(&tar)?, &tree_dir, 64 << 30)?;
+    let limit = crate::archive::unpack_limit()?;
+    crate::archive::unpack_safe(fs_err::File::open(&tar)?, &tree_dir, limit)?;
     let top = tree_dir.join(&ctx.plan.name);
     let tree = Tree::scan(&top)?;
     let policy = Policy::for_glibc(glibc)?;

@@ -341,6 +341,7 @@ fn find_needles(mut reader: impl Read, needles: &[&str], chunk: usize) -> std::i
     let mut kept = 0;
     let mut best: Option<usize> = None;
     loop {
+        crate::cancel::check()?;
         let n = match reader.read(&mut buf[kept..]) {
             Ok(0) => break,
             Ok(n) => n,
@@ -434,6 +435,7 @@ pub(crate) fn walk_files(dir: &Path) -> std::io::Result<Vec<PathBuf>> {
         return Ok(out);
     }
     for entry in walkdir::WalkDir::new(dir).sort_by_file_name() {
+        crate::cancel::check()?;
         let entry = entry.map_err(std::io::Error::other)?;
         if entry.file_type().is_file() {
             out.push(entry.into_path());

@@ -191,6 +191,10 @@ impl Tree {
             .follow_links(false)
             .sort_by_file_name()
         {
+            crate::cancel::check().map_err(|source| ElfError::Io {
+                path: root.to_path_buf(),
+                source,
+            })?;
             let entry = entry.map_err(|e| ElfError::Io {
                 path: e.path().unwrap_or(root).to_path_buf(),
                 source: e.into(),
@@ -215,13 +219,16 @@ impl Tree {
         let read: Vec<Examined> = files
             .into_par_iter()
             .map(|(rel, full)| {
-                let bytes = sniff(&full).map_err(|source| {
-                    let e = ElfError::Io {
-                        path: full.clone(),
-                        source,
-                    };
-                    (rel.clone(), e)
-                })?;
+                let bytes =
+                    crate::cancel::check()
+                        .and_then(|()| sniff(&full))
+                        .map_err(|source| {
+                            let e = ElfError::Io {
+                                path: full.clone(),
+                                source,
+                            };
+                            (rel.clone(), e)
+                        })?;
                 match examine(&rel, &bytes) {
                     Ok(facts) => Ok((rel, facts)),
                     Err(e) => Err((rel, e)),
@@ -291,6 +298,7 @@ impl Tree {
         let mut batch = Vec::new();
         let mut batch_bytes = 0u64;
         for entry in archive.entries().map_err(archive_err)? {
+            crate::cancel::check().map_err(archive_err)?;
             let mut entry = entry.map_err(archive_err)?;
             let raw = entry.path().map_err(archive_err)?.into_owned();
             let Some(rel) = safe_rel(&raw) else {

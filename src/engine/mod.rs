@@ -22,8 +22,8 @@ use std::time::Duration;
 pub use api::{ContainerEngine, ContainerHandle};
 pub use connect::{ConnectOptions, EngineEndpoint, TlsEnv, TlsFiles, candidate_endpoints, connect};
 pub use container::{
-    CA_ENV, CA_PATH, Container, ContainerSpec, ExecOutput, ExecSpec, GcReport, Network,
-    cleanup_live_containers, owner_is_alive, owner_label,
+    CA_ENV, CA_PATH, Container, ContainerSpec, ExecOutput, ExecSpec, GcReport, LABEL_OWNER,
+    Network, cleanup_live_containers, owner_is_alive, owner_label,
 };
 pub use image::{BuildImageSpec, ImageInfo, split_pinned};
 

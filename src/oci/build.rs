@@ -35,8 +35,6 @@ use crate::engine::Engine;
 
 /// Default user of the image: the conventional unprivileged "nonroot" id.
 pub const DEFAULT_USER: &str = "65532:65532";
-/// Largest bundle archive `hermetic image` unpacks (8 GiB).
-const MAX_BUNDLE_BYTES: u64 = 8 << 30;
 
 /// What `hermetic image` is asked to do.
 #[derive(Debug, Clone)]
@@ -212,7 +210,8 @@ fn open_bundle(path: &Path) -> Result<OpenBundle, OciError> {
         (path.to_path_buf(), None)
     } else if path.is_file() {
         let tmp = tempfile::tempdir().map_err(OciError::io(std::env::temp_dir()))?;
-        archive::unpack_archive(path, tmp.path(), MAX_BUNDLE_BYTES)
+        archive::unpack_limit()
+            .and_then(|limit| archive::unpack_archive(path, tmp.path(), limit))
             .map_err(|e| not(format!("cannot unpack: {e}")))?;
         let mut tops = fs_err::read_dir(tmp.path())
             .map_err(OciError::io(tmp.path()))?
