@@ -1697,6 +1697,15 @@ pub const SHA256SUMS: &str = "SHA256SUMS";
 /// Write `dir/SHA256SUMS` atomically in the format `sha256sum -c` reads:
 /// `<hex>  <name>\n` per file, sorted by name.
 pub fn write_sha256sums(dir: &Path, files: &[(String, String)]) -> Result<(), ArchiveError> {
+    let text = render_sha256sums(files)?;
+    write_atomically(&dir.join(SHA256SUMS), |f| {
+        f.write_all(text.as_bytes())?;
+        Ok(())
+    })
+}
+
+/// The text [`write_sha256sums`] writes.
+pub fn render_sha256sums(files: &[(String, String)]) -> Result<String, ArchiveError> {
     let mut sorted: Vec<&(String, String)> = files.iter().collect();
     sorted.sort_by(|a, b| a.0.as_bytes().cmp(b.0.as_bytes()));
     let mut text = String::new();
@@ -1712,16 +1721,17 @@ pub fn write_sha256sums(dir: &Path, files: &[(String, String)]) -> Result<(), Ar
         }
         text.push_str(&format!("{hex}  {name}\n"));
     }
-    write_atomically(&dir.join(SHA256SUMS), |f| {
-        f.write_all(text.as_bytes())?;
-        Ok(())
-    })
+    Ok(text)
 }
 
 /// Read a SHA256SUMS file (text `<hex>  <name>` or binary `<hex> *<name>`
 /// lines) into `(name, hex)` pairs, in file order.
 pub fn read_sha256sums(path: &Path) -> Result<Vec<(String, String)>, ArchiveError> {
-    let text = fs_err::read_to_string(path)?;
+    parse_sha256sums(&fs_err::read_to_string(path)?, path)
+}
+
+/// [`read_sha256sums`] of text read from `path` (which errors name).
+pub fn parse_sha256sums(text: &str, path: &Path) -> Result<Vec<(String, String)>, ArchiveError> {
     let mut out = Vec::new();
     let mut seen = std::collections::BTreeSet::new();
     for (i, line) in text.lines().enumerate() {
