@@ -428,6 +428,7 @@ fn listing(root: &Path) -> Result<BTreeMap<String, FileFacts>, VerifyError> {
     use std::os::unix::fs::PermissionsExt;
     let mut map = BTreeMap::new();
     for entry in walkdir::WalkDir::new(root).min_depth(1).sort_by_file_name() {
+        crate::cancel::check()?;
         let entry = entry.map_err(std::io::Error::other)?;
         let rel = entry
             .path()
@@ -470,6 +471,13 @@ fn compare_files(
     expected: &Path,
     actual: &Path,
 ) -> Result<Vec<FileDiff>, VerifyError> {
+    let (size_a, size_b) = (
+        fs_err::metadata(expected)?.len(),
+        fs_err::metadata(actual)?.len(),
+    );
+    if size_a.max(size_b) > DETAIL_LIMIT {
+        return compare_big_files(archive, path, expected, actual);
+    }
     let a = fs_err::read(expected)?;
     let b = fs_err::read(actual)?;
     if a == b {
@@ -497,6 +505,62 @@ fn compare_files(
         expected: Some(facts(&a)),
         actual: Some(facts(&b)),
         detail,
+    }])
+}
+
+/// Files larger than this (a bundle archive, a libtorch) are compared
+/// streaming, by hash and first differing byte, never read whole.
+const DETAIL_LIMIT: u64 = 64 << 20;
+
+/// [`compare_files`] for big files: memory stays bounded by two buffers.
+fn compare_big_files(
+    archive: &str,
+    path: &str,
+    expected: &Path,
+    actual: &Path,
+) -> Result<Vec<FileDiff>, VerifyError> {
+    use std::io::Read;
+    let (hash_a, size_a) = archive::sha256_file(expected)?;
+    let (hash_b, size_b) = archive::sha256_file(actual)?;
+    if hash_a == hash_b {
+        return Ok(vec![]);
+    }
+    let mut a = std::io::BufReader::new(fs_err::File::open(expected)?);
+    let mut b = std::io::BufReader::new(fs_err::File::open(actual)?);
+    let (mut buf_a, mut buf_b) = (vec![0u8; 1 << 16], vec![0u8; 1 << 16]);
+    let mut offset = 0u64;
+    let first = loop {
+        crate::cancel::check()?;
+        let n = a.read(&mut buf_a)?;
+        if n == 0 {
+            break offset;
+        }
+        let m = b.read(&mut buf_b[..n])?;
+        if let Some(i) = buf_a[..m].iter().zip(&buf_b[..m]).position(|(x, y)| x != y) {
+            break offset + i as u64;
+        }
+        if m < n {
+            // `actual` is shorter, or its reader returned less: the rest
+            // of this chunk is compared on the next round.
+            if m == 0 {
+                break offset;
+            }
+            a.seek_relative(m as i64 - n as i64)?;
+        }
+        offset += m as u64;
+    };
+    Ok(vec![FileDiff {
+        archive: archive.to_string(),
+        path: path.to_string(),
+        expected: Some(FileFacts {
+            size: size_a,
+            sha256: hash_a,
+        }),
+        actual: Some(FileFacts {
+            size: size_b,
+            sha256: hash_b,
+        }),
+        detail: vec![format!("binary; first difference at byte {first}")],
     }])
 }
 
@@ -602,6 +666,41 @@ mod tests {
         parse_record(&fs_err::read_to_string(&record).unwrap(), &record).unwrap();
         let statement = seeds.join("demo.intoto.json");
         parse_statement(&fs_err::read_to_string(&statement).unwrap(), &statement).unwrap();
+    }
+
+    /// Files above DETAIL_LIMIT (a released archive) are compared by hash
+    /// and first differing byte without being read whole.
+    #[test]
+    fn big_files_are_compared_streaming() {
+        use std::io::{Seek, Write};
+        let dir = tempfile::tempdir().unwrap();
+        let (a, b) = (dir.path().join("a.tar.gz"), dir.path().join("b.tar.gz"));
+        let at = DETAIL_LIMIT + 12_345;
+        for (path, byte) in [(&a, b'a'), (&b, b'b')] {
+            let mut f = fs_err::File::create(path).unwrap();
+            f.set_len(DETAIL_LIMIT + 1_000_000).unwrap();
+            f.seek(std::io::SeekFrom::Start(at)).unwrap();
+            f.write_all(&[byte]).unwrap();
+        }
+        let diffs = compare_files("x.tar.gz", "x.tar.gz", &a, &b).unwrap();
+        assert_eq!(diffs.len(), 1);
+        assert_eq!(
+            diffs[0].detail,
+            vec![format!("binary; first difference at byte {at}")]
+        );
+        assert_eq!(
+            diffs[0].expected.as_ref().unwrap().size,
+            DETAIL_LIMIT + 1_000_000
+        );
+        assert!(compare_files("x", "x", &a, &a).unwrap().is_empty());
+        // A shorter rebuilt file differs where it ends.
+        let c = dir.path().join("c.tar.gz");
+        fs_err::File::create(&c).unwrap().set_len(at).unwrap();
+        let diffs = compare_files("x", "x", &a, &c).unwrap();
+        assert_eq!(
+            diffs[0].detail,
+            vec![format!("binary; first difference at byte {at}")]
+        );
     }
 
     #[test]
