@@ -602,6 +602,10 @@ fn snapshot_context(
     use std::os::unix::fs::PermissionsExt;
     let out_dir = fs_err::canonicalize(out_dir).ok();
     let src_real = fs_err::canonicalize(src)?;
+    // With $TMPDIR inside the recipe's directory, the snapshot (and any
+    // other build's work tree) lies in what is being snapshotted: copying
+    // it into itself never ends.
+    let dest_real = fs_err::canonicalize(dest)?;
     let relative = |p: &PathBuf| {
         fs_err::canonicalize(p)
             .ok()
@@ -622,6 +626,8 @@ fn snapshot_context(
             let name = e.file_name().to_string_lossy();
             name != ".git"
                 && !name.starts_with(".hermetic-")
+                && !(e.file_type().is_dir() && name.starts_with(staging::WORK_PREFIX))
+                && e.path() != dest_real
                 && out_dir.as_deref() != Some(e.path())
                 && !(e.file_type().is_dir() && is_release_dir(e.path()))
         });
@@ -882,6 +888,24 @@ mod tests {
         assert_eq!(rule, SourceRule::Directory);
         assert!(files(&dest).contains(&"notes.log".to_string()));
         assert!(files(&dest).contains(&".idea/workspace.xml".to_string()));
+    }
+
+    /// With $TMPDIR inside the recipe's directory, the snapshot lies in
+    /// what it copies: it and other builds' work trees are left out (the
+    /// copy never ended before).
+    #[test]
+    fn a_snapshot_inside_the_context_is_not_copied_into_itself() {
+        let tmp = tempfile::tempdir().unwrap();
+        let src = tmp.path().join("app");
+        fs_err::create_dir_all(src.join("tmp/hermetic-work-1-2-other")).unwrap();
+        fs_err::write(src.join("tmp/hermetic-work-1-2-other/big"), "x").unwrap();
+        fs_err::write(src.join("hermetic.toml"), "x").unwrap();
+        let dest = src.join("tmp/hermetic-work-3-4-mine");
+        fs_err::create_dir_all(&dest).unwrap();
+        let named = [src.join("hermetic.toml")];
+        let rule = snapshot_context(&src, &tmp.path().join("out"), &named, &dest).unwrap();
+        assert_eq!(rule, SourceRule::Directory);
+        assert_eq!(files(&dest), ["hermetic.toml", "tmp"]);
     }
 
     #[test]
