@@ -117,8 +117,8 @@ else
 fi
 
 echo "peak RSS, MiB ($(nproc) cores; bomb: $bomb_size bytes -> 1 GiB; tree: one 4 GiB sparse file)"
-printf '%-40s %8s %8s %8s\n' "" "this" "main" "goal"
-printf '%-40s %8s %8s %8s\n' "hermetic audit <gzip bomb>" "$audit_this" "$audit_main" "<= 256"
-printf '%-40s %8s %8s %8s\n' "build-path scan <4 GiB sparse file>" "$scan_this" "$scan_main" "<= 256"
-printf '%-40s %8s %8s %8s\n' "hermetic build <1 GiB output, 4 GiB file>" "$build_this" "$build_main" "<= 256"
+printf '%-44s %8s %8s %8s\n' "" "this" "main" "goal"
+printf '%-44s %8s %8s %8s\n' "hermetic audit <gzip bomb>" "$audit_this" "$audit_main" "<= 256"
+printf '%-44s %8s %8s %8s\n' "build-path scan <4 GiB sparse file>" "$scan_this" "$scan_main" "<= 256"
+printf '%-44s %8s %8s %8s\n' "hermetic build <1 GiB output, 4 GiB file>" "$build_this" "$build_main" "<= 256"
 [ "$build_this" = - ] || echo "(the build took ${this_secs:-?} s here)"
