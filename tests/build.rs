@@ -842,6 +842,40 @@ async fn glibc_guard_refuses_a_newer_builder() {
     assert!(out.status.success(), "{}", text(&out));
 }
 
+/// Fail early: with `--glibc 2.31,2.34` and no 2.34 builder to be had
+/// (upstream only, no registry), the build stops before the 2.31 baseline
+/// is fetched or built (it used to build 2.31 fully first), naming the
+/// missing image, and leaves no output.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_missing_builder_for_a_later_baseline_stops_the_build_before_any_work() {
+    let Some(engine) = common::engine_or_skip("fail_early").await else {
+        return;
+    };
+    common::builder_image(&engine, "2.31").await;
+    let dir = tempfile::tempdir().unwrap();
+    let recipe = six_recipe(dir.path(), SIX_SHA256);
+    let out_dir = dir.path().join("dist");
+    let out = hermetic(&[
+        "-v",
+        "build",
+        "-r",
+        recipe.to_str().unwrap(),
+        "--glibc",
+        "2.31,2.34",
+        "--out",
+        out_dir.to_str().unwrap(),
+        "--rebuild",
+    ]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out));
+    assert!(stderr.contains("manylinux_2_34"), "{stderr}");
+    assert!(
+        !stderr.contains("fetching system packages and Python inputs"),
+        "the 2.31 baseline was worked on before the missing 2.34 builder was found:\n{stderr}"
+    );
+    assert!(!out_dir.exists(), "output left behind");
+}
+
 #[test]
 fn malformed_recipe_is_an_error_naming_file_line_and_key() {
     let dir = tempfile::tempdir().unwrap();

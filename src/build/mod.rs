@@ -111,7 +111,20 @@ async fn run_targets(
     let mut reports = Vec::new();
     let mut published = Vec::new();
     let mut passed = true;
+    // Fail early: every baseline's builder is resolved (and a missing local
+    // one made) before the first baseline is built, so `--glibc 2.31,2.36`
+    // without the 2.36 builder says so at once, not after the 2.31 build.
+    // A rebuild from a record resolves as it goes: it checks the source
+    // tree before anything talks to the engine.
+    let mut resolved = Vec::new();
     for target in &plan.targets {
+        let (python_exe, _) = python_names(&target.python)?;
+        resolved.push(match plan.replay {
+            None => Some(resolve_target_builder(engine, target, &python_exe).await?),
+            Some(_) => None,
+        });
+    }
+    for (target, resolved) in plan.targets.iter().zip(resolved) {
         let (python_exe, python_version) = python_names(&target.python)?;
         let ctx = BuildContext {
             engine,
@@ -121,7 +134,7 @@ async fn run_targets(
             python_exe,
             python_version,
         };
-        let (report, files) = build_target(&ctx, target, staging.path()).await?;
+        let (report, files) = build_target(&ctx, target, resolved, staging.path()).await?;
         if report.smoke.as_ref().is_some_and(|s| !s.passed) {
             passed = false;
         }
@@ -141,18 +154,38 @@ async fn run_targets(
     })
 }
 
-/// Builds one baseline into `staging`; returns its report and the names of
-/// the files it staged.
+/// A target's builder, resolved (and made, when it is a missing local
+/// one), with the time that took.
+async fn resolve_target_builder(
+    engine: &Engine,
+    target: &TargetPlan,
+    python_exe: &str,
+) -> Result<(builder::ResolvedBuilder, std::time::Duration), BuildError> {
+    let phase = Phase::start(
+        "resolve",
+        format!("glibc {}: checking the builder image", target.glibc),
+    );
+    let builder = builder::resolve_builder(
+        engine,
+        target.glibc,
+        target.builder_override.as_deref(),
+        target.builder_source,
+        Some(python_exe),
+    )
+    .await?;
+    Ok((builder, phase.finish()))
+}
+
+/// Builds one baseline into `staging` with its builder, `resolved` here
+/// when `None`; returns its report and the names of the files it staged.
 async fn build_target(
     ctx: &BuildContext<'_>,
     target: &TargetPlan,
+    resolved: Option<(builder::ResolvedBuilder, std::time::Duration)>,
     staging: &Path,
 ) -> Result<(TargetReport, Vec<String>), BuildError> {
     let plan = ctx.plan;
     let mut phases = Vec::new();
-    let mut timed = |name: &str, started: Instant| {
-        phases.push((name.to_string(), started.elapsed().as_millis() as u64))
-    };
 
     // The context as it goes into the builder: the recipe's directory minus
     // VCS data and hermetic's own outputs (which would otherwise change the
@@ -192,19 +225,10 @@ async fn build_target(
         .into());
     }
 
-    let started = Instant::now();
-    let phase = Phase::start(
-        "resolve",
-        format!("glibc {}: checking the builder image", target.glibc),
-    );
-    let builder = builder::resolve_builder(
-        ctx.engine,
-        target.glibc,
-        target.builder_override.as_deref(),
-        target.builder_source,
-        Some(&ctx.python_exe),
-    )
-    .await?;
+    let (builder, resolve_time) = match resolved {
+        Some(resolved) => resolved,
+        None => resolve_target_builder(ctx.engine, target, &ctx.python_exe).await?,
+    };
     // Embedding needs libpython3.X.so; a static CPython (every manylinux
     // image) has none. Stop before fetching anything, saying why.
     if !builder.shared_libpython
@@ -243,8 +267,10 @@ async fn build_target(
                 });
             }
         };
-    phase.finish();
-    timed("resolve", started);
+    phases.push(("resolve".to_string(), resolve_time.as_millis() as u64));
+    let mut timed = |name: &str, started: Instant| {
+        phases.push((name.to_string(), started.elapsed().as_millis() as u64))
+    };
 
     let started = Instant::now();
     let phase = Phase::start(
