@@ -117,6 +117,12 @@ pub async fn build(global: &GlobalSettings, s: BuildCommandSettings) -> Result<O
                     for line in &smoke.stdout_tail {
                         crate::outln!("  | {}", shown(line))?;
                     }
+                    if let Some(dir) = &smoke.evidence {
+                        crate::outln!(
+                            "  evidence kept in {} (the unpacked bundle, the smoke output, a summary)",
+                            shown(dir)
+                        )?;
+                    }
                 }
             }
         }

@@ -876,6 +876,63 @@ async fn a_missing_builder_for_a_later_baseline_stops_the_build_before_any_work(
     assert!(!out_dir.exists(), "output left behind");
 }
 
+/// A failed smoke test leaves evidence outside `--out`: the bundle as the
+/// smoke test unpacked it, the smoke container's log and a summary, in a
+/// directory the output names; `--out` stays empty.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_failed_smoke_test_keeps_the_bundle_and_its_output_to_look_at() {
+    let Some(engine) = common::engine_or_skip("smoke_evidence").await else {
+        return;
+    };
+    common::builder_image(&engine, "2.31").await;
+    let dir = tempfile::tempdir().unwrap();
+    let recipe = six_recipe(dir.path(), SIX_SHA256);
+    let text_of = fs_err::read_to_string(&recipe).unwrap();
+    fs_err::write(
+        &recipe,
+        text_of.replace("expect = \"ok 1.16.0\"", "expect = \"ok 9.9\""),
+    )
+    .unwrap();
+    let out_dir = dir.path().join("dist");
+    let out = hermetic(&[
+        "build",
+        "-r",
+        recipe.to_str().unwrap(),
+        "--out",
+        out_dir.to_str().unwrap(),
+        "--rebuild",
+    ]);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+    let evidence = stdout
+        .lines()
+        .find_map(|l| l.trim().strip_prefix("evidence kept in "))
+        .and_then(|rest| rest.split(" (").next())
+        .unwrap_or_else(|| panic!("no evidence line:\n{stdout}"));
+    let evidence = PathBuf::from(evidence);
+    assert!(
+        evidence
+            .join("bundle/sixdemo/python/runtime/bin/python3.11")
+            .exists(),
+        "{evidence:?}"
+    );
+    let summary = fs_err::read_to_string(evidence.join("smoke.txt")).unwrap();
+    assert!(summary.contains("exit code: 0"), "{summary}");
+    assert!(
+        summary.contains("expected in its output: \"ok 9.9\""),
+        "{summary}"
+    );
+    assert!(summary.contains("| ok 1.16.0"), "{summary}");
+    let log = fs_err::read_to_string(evidence.join("smoke.log")).unwrap();
+    assert!(log.contains("ok 1.16.0"), "{log}");
+    assert!(!evidence.starts_with(&out_dir));
+    let left: Vec<_> = fs_err::read_dir(&out_dir)
+        .map(|d| d.collect())
+        .unwrap_or_default();
+    assert!(left.is_empty(), "output left behind: {left:?}");
+    fs_err::remove_dir_all(&evidence).unwrap();
+}
+
 #[test]
 fn malformed_recipe_is_an_error_naming_file_line_and_key() {
     let dir = tempfile::tempdir().unwrap();

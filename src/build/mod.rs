@@ -497,15 +497,25 @@ async fn build_target(
                     target.glibc, target.smoke_suite
                 ),
             );
-            let report = smoke::run(
+            let archive = staging.join(&target.archive_name);
+            let mut report = smoke::run(
                 ctx,
-                &staging.join(&target.archive_name),
+                &archive,
                 smoke_plan,
                 &target.smoke_suite,
                 &elf_files,
                 policy,
             )
             .await?;
+            if !report.passed {
+                let dir = smoke::keep_evidence(
+                    &ctx.build_id,
+                    &archive,
+                    &report,
+                    smoke_plan.expect.as_deref(),
+                )?;
+                report.evidence = Some(dir.display().to_string());
+            }
             phase.finish();
             timed("smoke", started);
             Some(report)

@@ -30,6 +30,80 @@ pub struct SmokeReport {
     pub exit_code: i64,
     pub passed: bool,
     pub stdout_tail: Vec<String>,
+    /// The smoke container's log: everything the command printed, and
+    /// what arrived in the container.
+    pub log: String,
+    /// Where a failed smoke test's evidence was kept ([`keep_evidence`]).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub evidence: Option<String>,
+}
+
+/// How many failed smoke tests' evidence directories are kept under
+/// `$HERMETIC_HOME/failed` (each holds an unpacked bundle).
+pub const EVIDENCE_KEPT: usize = 5;
+
+/// Keeps what a failed smoke test leaves to look at, in
+/// `$HERMETIC_HOME/failed/<build id>/`: the bundle unpacked from the very
+/// archive the smoke test ran (`bundle/`), the smoke container's log
+/// (`smoke.log`) and a summary (`smoke.txt`: the command, its exit code,
+/// the expected output, the linkage problems, the output's tail). Not in
+/// `--out`, and named so that it never looks like a release. Only the
+/// newest [`EVIDENCE_KEPT`] are kept. Returns the directory.
+pub fn keep_evidence(
+    build_id: &str,
+    archive: &Path,
+    report: &SmokeReport,
+    expect: Option<&str>,
+) -> Result<std::path::PathBuf, BuildError> {
+    let failed = crate::paths::home().join("failed");
+    fs_err::create_dir_all(&failed)?;
+    prune_evidence(&failed, EVIDENCE_KEPT.saturating_sub(1));
+    let dir = failed.join(format!("smoke-failed-{build_id}"));
+    let bundle = dir.join("bundle");
+    fs_err::create_dir_all(&bundle)?;
+    crate::archive::unpack_archive(archive, &bundle, crate::archive::unpack_limit()?)?;
+    let _ = fs_err::copy(&report.log, dir.join("smoke.log"));
+    let mut summary = format!(
+        "the smoke test of {} failed on {} ({})\ncommand: {}\nexit code: {}\n",
+        archive.display(),
+        report.suite,
+        report.image,
+        report
+            .command
+            .iter()
+            .map(|w| crate::shell::quote(w))
+            .collect::<Vec<_>>()
+            .join(" "),
+        report.exit_code,
+    );
+    if let Some(expect) = expect {
+        summary.push_str(&format!("expected in its output: {expect:?}\n"));
+    }
+    for problem in &report.linkage_problems {
+        summary.push_str(&format!("linkage: {problem}\n"));
+    }
+    summary.push_str("output (last lines; all of it is in smoke.log):\n");
+    for line in &report.stdout_tail {
+        summary.push_str(&format!("| {line}\n"));
+    }
+    fs_err::write(dir.join("smoke.txt"), summary)?;
+    Ok(dir)
+}
+
+/// Removes the oldest evidence directories of `failed` beyond `keep`.
+fn prune_evidence(failed: &Path, keep: usize) {
+    let Ok(entries) = fs_err::read_dir(failed) else {
+        return;
+    };
+    let mut dirs: Vec<(std::time::SystemTime, std::path::PathBuf)> = entries
+        .flatten()
+        .filter(|e| e.file_name().to_string_lossy().starts_with("smoke-failed-"))
+        .filter_map(|e| Some((e.metadata().ok()?.modified().ok()?, e.path())))
+        .collect();
+    dirs.sort_by(|a, b| b.cmp(a));
+    for (_, dir) in dirs.into_iter().skip(keep) {
+        let _ = std::fs::remove_dir_all(dir);
+    }
 }
 
 /// Runs the smoke command against `archive`.
@@ -90,6 +164,8 @@ pub async fn run(
             command: cmd,
             exit_code: out.exit_code,
             stdout_tail: out.tail,
+            log: container.log_path().display().to_string(),
+            evidence: None,
         })
     }
     .await;
