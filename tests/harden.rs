@@ -267,7 +267,7 @@ async fn image_build_output_is_logged_as_whole_lines_without_escapes() {
 /// within 2 seconds with exit 130, and leaves no container, no staging
 /// directory in `--out` and no work tree under `$TMPDIR`.
 #[tokio::test(flavor = "multi_thread")]
-async fn an_interrupt_in_the_finish_phase_ends_the_build_within_two_seconds() {
+async fn an_interrupt_in_the_finish_phase_stops_its_work_and_leaves_nothing() {
     use std::io::BufRead;
     let Some(engine) = common::engine_or_skip("finish_interrupt").await else {
         return;

@@ -405,13 +405,16 @@ async fn build_target(
         bytecode::compile(ctx, &builder.image_id, &python, &top).await?;
     }
     let hits = relocate::scan(&top, &paths)?;
-    let forbidden: Vec<String> = relocate::forbidden_hits(&hits, &paths)
+    let forbidden_hits = relocate::forbidden_hits(&hits, &paths);
+    let forbidden: Vec<String> = forbidden_hits
         .iter()
         .map(|h| format!("{} ({})", h.path, h.needle))
         .collect();
     if !forbidden.is_empty() {
         return Err(BuildError::BuildPaths {
             files: crate::term::capped_list("build-paths", &forbidden, ", "),
+            compiled: forbidden_hits.iter().any(|h| h.elf),
+            bytecode: forbidden_hits.iter().any(|h| h.path.ends_with(".pyc")),
         });
     }
 
@@ -782,6 +785,10 @@ pub enum BuildError {
     BuildPaths {
         /// The files, capped for one line ([`crate::term::capped_list`]).
         files: String,
+        /// Some are ELF files (a compiler wrote the path in).
+        compiled: bool,
+        /// Some are `.pyc` files (they record their source's path).
+        bytecode: bool,
     },
 
     #[error("after repair the bundle still does not comply with glibc {glibc}:\n{report}")]
@@ -840,6 +847,28 @@ impl BuildError {
             ),
             BuildError::Replay(_) => Some(ReplayError::help()),
             BuildError::Family(_) => Some(crate::plan::UncoveredFamily::help()),
+            BuildError::BuildPaths {
+                compiled, bytecode, ..
+            } => {
+                let mut fixes = Vec::new();
+                if *compiled {
+                    fixes.push(format!(
+                        "a compiler wrote its source directory into the ELF files: map it \
+                         away with -ffile-prefix-map={src}=. in CFLAGS/CXXFLAGS (C, C++), \
+                         RUSTFLAGS=\"--remap-path-prefix={src}=.\" (Rust) or -trimpath (Go), \
+                         or build without debug info",
+                        src = assemble::SRC_DIR
+                    ));
+                }
+                if *bytecode {
+                    fixes.push(
+                        "bytecode records its source's path: keep the default prune rules \
+                         (which drop .pyc files) or set [install] bytecode = \"checked-hash\""
+                            .into(),
+                    );
+                }
+                (!fixes.is_empty()).then(|| fixes.join("; "))
+            }
             _ => None,
         }
     }
@@ -942,6 +971,34 @@ mod tests {
         let rule = snapshot_context(&src, &tmp.path().join("out"), &named, &dest).unwrap();
         assert_eq!(rule, SourceRule::Directory);
         assert_eq!(files(&dest), ["hermetic.toml", "tmp"]);
+    }
+
+    #[test]
+    fn a_build_path_in_a_compiled_file_suggests_the_compilers_remapping_flag() {
+        let err = super::BuildError::BuildPaths {
+            files: "bin/app (/hermetic/src)".into(),
+            compiled: true,
+            bytecode: false,
+        };
+        let help = err.help().unwrap();
+        assert!(help.contains("-ffile-prefix-map=/hermetic/src=."), "{help}");
+        assert!(
+            help.contains("--remap-path-prefix=/hermetic/src=."),
+            "{help}"
+        );
+        assert!(!help.contains("bytecode"), "{help}");
+        let err = super::BuildError::BuildPaths {
+            files: "x.pyc (/hermetic/src)".into(),
+            compiled: false,
+            bytecode: true,
+        };
+        assert!(err.help().unwrap().contains("checked-hash"));
+        let err = super::BuildError::BuildPaths {
+            files: "share/notes.txt (/hermetic/src)".into(),
+            compiled: false,
+            bytecode: false,
+        };
+        assert_eq!(err.help(), None);
     }
 
     #[test]
