@@ -6,29 +6,50 @@
 //! the command line (`src/cli.rs`), converts it into the settings types
 //! defined here, and calls one function per subcommand.
 
+// `missing_docs` is on for the whole package (Cargo.toml [lints]) and CI
+// denies warnings; a module marked below still has public items without
+// docs and is exempt until they are written. Drop the mark once its docs
+// are complete.
+#[allow(missing_docs)] // undocumented public items remain (issue 17)
 pub mod app;
+#[allow(missing_docs)] // undocumented public items remain (issue 17)
 pub mod archive;
+#[allow(missing_docs)] // undocumented public items remain (issue 17)
 pub mod build;
+#[allow(missing_docs)] // undocumented public items remain (issue 17)
 pub mod builder;
+#[allow(missing_docs)] // undocumented public items remain (issue 17)
 pub mod bundle;
 pub mod cancel;
 pub mod catalog;
+#[allow(missing_docs)] // undocumented public items remain (issue 17)
 pub mod elf;
+#[allow(missing_docs)] // undocumented public items remain (issue 17)
 pub mod engine;
+#[allow(missing_docs)] // undocumented public items remain (issue 17)
 pub mod error;
 pub mod glibc;
 pub mod json;
+#[allow(missing_docs)] // undocumented public items remain (issue 17)
 pub mod manifest;
+#[allow(missing_docs)] // undocumented public items remain (issue 17)
 pub mod oci;
 pub mod paths;
+#[allow(missing_docs)] // undocumented public items remain (issue 17)
 pub mod plan;
 pub mod progress;
+#[allow(missing_docs)] // undocumented public items remain (issue 17)
 pub mod provenance;
+#[allow(missing_docs)] // undocumented public items remain (issue 17)
 pub mod purl;
+#[allow(missing_docs)] // undocumented public items remain (issue 17)
 pub mod recipe;
+#[allow(missing_docs)] // undocumented public items remain (issue 17)
 pub mod sbom;
 pub mod shell;
+#[allow(missing_docs)] // undocumented public items remain (issue 17)
 pub mod term;
+#[allow(missing_docs)] // undocumented public items remain (issue 17)
 pub mod verify;
 
 pub use error::{Error, Outcome, Result};
