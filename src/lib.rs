@@ -10,13 +10,11 @@
 // denies warnings; a module marked below still has public items without
 // docs and is exempt until they are written. Drop the mark once its docs
 // are complete.
-#[allow(missing_docs)] // undocumented public items remain (issue 17)
 pub mod app;
 #[allow(missing_docs)] // undocumented public items remain (issue 17)
 pub mod archive;
 #[allow(missing_docs)] // undocumented public items remain (issue 17)
 pub mod build;
-#[allow(missing_docs)] // undocumented public items remain (issue 17)
 pub mod builder;
 #[allow(missing_docs)] // undocumented public items remain (issue 17)
 pub mod bundle;
@@ -26,7 +24,6 @@ pub mod catalog;
 pub mod elf;
 #[allow(missing_docs)] // undocumented public items remain (issue 17)
 pub mod engine;
-#[allow(missing_docs)] // undocumented public items remain (issue 17)
 pub mod error;
 pub mod glibc;
 pub mod json;
@@ -40,14 +37,12 @@ pub mod plan;
 pub mod progress;
 #[allow(missing_docs)] // undocumented public items remain (issue 17)
 pub mod provenance;
-#[allow(missing_docs)] // undocumented public items remain (issue 17)
 pub mod purl;
 #[allow(missing_docs)] // undocumented public items remain (issue 17)
 pub mod recipe;
 #[allow(missing_docs)] // undocumented public items remain (issue 17)
 pub mod sbom;
 pub mod shell;
-#[allow(missing_docs)] // undocumented public items remain (issue 17)
 pub mod term;
 #[allow(missing_docs)] // undocumented public items remain (issue 17)
 pub mod verify;
