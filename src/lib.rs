@@ -16,7 +16,6 @@ pub mod archive;
 #[allow(missing_docs)] // undocumented public items remain (issue 17)
 pub mod build;
 pub mod builder;
-#[allow(missing_docs)] // undocumented public items remain (issue 17)
 pub mod bundle;
 pub mod cancel;
 pub mod catalog;
@@ -27,7 +26,6 @@ pub mod engine;
 pub mod error;
 pub mod glibc;
 pub mod json;
-#[allow(missing_docs)] // undocumented public items remain (issue 17)
 pub mod manifest;
 #[allow(missing_docs)] // undocumented public items remain (issue 17)
 pub mod oci;
@@ -35,7 +33,6 @@ pub mod paths;
 #[allow(missing_docs)] // undocumented public items remain (issue 17)
 pub mod plan;
 pub mod progress;
-#[allow(missing_docs)] // undocumented public items remain (issue 17)
 pub mod provenance;
 pub mod purl;
 #[allow(missing_docs)] // undocumented public items remain (issue 17)
