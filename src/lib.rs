@@ -19,7 +19,6 @@ pub mod builder;
 pub mod bundle;
 pub mod cancel;
 pub mod catalog;
-#[allow(missing_docs)] // undocumented public items remain (issue 17)
 pub mod elf;
 #[allow(missing_docs)] // undocumented public items remain (issue 17)
 pub mod engine;
@@ -41,7 +40,6 @@ pub mod recipe;
 pub mod sbom;
 pub mod shell;
 pub mod term;
-#[allow(missing_docs)] // undocumented public items remain (issue 17)
 pub mod verify;
 
 pub use error::{Error, Outcome, Result};
