@@ -29,14 +29,12 @@ pub mod manifest;
 #[allow(missing_docs)] // undocumented public items remain (issue 17)
 pub mod oci;
 pub mod paths;
-#[allow(missing_docs)] // undocumented public items remain (issue 17)
 pub mod plan;
 pub mod progress;
 pub mod provenance;
 pub mod purl;
 #[allow(missing_docs)] // undocumented public items remain (issue 17)
 pub mod recipe;
-#[allow(missing_docs)] // undocumented public items remain (issue 17)
 pub mod sbom;
 pub mod shell;
 pub mod term;
