@@ -11,7 +11,6 @@
 // docs and is exempt until they are written. Drop the mark once its docs
 // are complete.
 pub mod app;
-#[allow(missing_docs)] // undocumented public items remain (issue 17)
 pub mod archive;
 #[allow(missing_docs)] // undocumented public items remain (issue 17)
 pub mod build;
