@@ -12,7 +12,6 @@
 // are complete.
 pub mod app;
 pub mod archive;
-#[allow(missing_docs)] // undocumented public items remain (issue 17)
 pub mod build;
 pub mod builder;
 pub mod bundle;
