@@ -31,7 +31,6 @@ pub mod plan;
 pub mod progress;
 pub mod provenance;
 pub mod purl;
-#[allow(missing_docs)] // undocumented public items remain (issue 17)
 pub mod recipe;
 pub mod sbom;
 pub mod shell;
