@@ -165,20 +165,20 @@ const RESERVED_TOP: &[&str] = &["bin", "lib", "python"];
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Recipe {
-    /// `[app]`.
+    /// `[app]`: name, version, baseline and Python.
     pub app: App,
-    /// `[install]`.
+    /// `[install]`: what goes into the runtime.
     #[serde(default)]
     pub install: Install,
-    /// `[build]`.
+    /// `[build]`: system packages and commands for the builder.
     #[serde(default)]
     pub build: Build,
-    /// `[prune]`.
+    /// `[prune]`: what is dropped from the bundle.
     #[serde(default)]
     pub prune: Prune,
-    /// `[smoke]`.
+    /// `[smoke]`: the command that proves the bundle runs.
     pub smoke: Smoke,
-    /// `[archive]`.
+    /// `[archive]`: how the archive is compressed.
     #[serde(default)]
     pub archive: ArchiveTable,
 }
