@@ -18,7 +18,6 @@ pub mod bundle;
 pub mod cancel;
 pub mod catalog;
 pub mod elf;
-#[allow(missing_docs)] // undocumented public items remain (issue 17)
 pub mod engine;
 pub mod error;
 pub mod glibc;
