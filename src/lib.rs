@@ -6,10 +6,6 @@
 //! the command line (`src/cli.rs`), converts it into the settings types
 //! defined here, and calls one function per subcommand.
 
-// `missing_docs` is on for the whole package (Cargo.toml [lints]) and CI
-// denies warnings; a module marked below still has public items without
-// docs and is exempt until they are written. Drop the mark once its docs
-// are complete.
 pub mod app;
 pub mod archive;
 pub mod build;
@@ -23,7 +19,6 @@ pub mod error;
 pub mod glibc;
 pub mod json;
 pub mod manifest;
-#[allow(missing_docs)] // undocumented public items remain (issue 17)
 pub mod oci;
 pub mod paths;
 pub mod plan;
