@@ -8,6 +8,10 @@
 //! `SOURCE_DATE_EPOCH` (else 0, so the example never depends on git); the
 //! archive prefix is the directory's name.
 
+// An example is a demonstration run by hand: it may stop on a bad
+// input with a panic message rather than a typed error.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
 use std::path::PathBuf;
 use std::process::ExitCode;
 

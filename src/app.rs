@@ -14,26 +14,37 @@ use crate::{Error, Outcome, Result};
 /// Settings every command shares.
 #[derive(Debug, Clone, Default)]
 pub struct GlobalSettings {
+    /// `--engine-socket`: the engine endpoint, overriding `DOCKER_HOST` and `CONTAINER_HOST`.
     pub engine_socket: Option<String>,
+    /// `-v` count: 1 streams container output, 2 adds debug logs.
     pub verbose: u8,
 }
 
 /// `hermetic images build`.
 #[derive(Debug, Clone)]
 pub struct ImagesBuildSettings {
+    /// Baselines whose local builders to make.
     pub glibc: Vec<Glibc>,
+    /// Runtime bases to make, by Debian suite.
     pub bases: Vec<String>,
+    /// Rebuild even when a cached image matches the inputs.
     pub force: bool,
+    /// Print JSON on stdout instead of text.
     pub json: bool,
 }
 
 /// `hermetic exec`.
 #[derive(Debug, Clone)]
 pub struct ExecSettings {
+    /// Baseline whose builder runs the command.
     pub glibc: Glibc,
+    /// A builder image to use instead of the catalog's.
     pub builder_image: Option<String>,
+    /// Only the catalog's upstream or only its local builder; `None` tries upstream first.
     pub builder_source: Option<crate::catalog::Source>,
+    /// Give the container network access and the host's CA bundle.
     pub network: bool,
+    /// The command and its arguments.
     pub command: Vec<String>,
 }
 
@@ -42,9 +53,11 @@ pub struct ExecSettings {
 pub struct BuildCommandSettings {
     /// The recipe; default: `hermetic.toml` in the current directory.
     pub recipe: Option<std::path::PathBuf>,
+    /// What to build and how (baselines, output, builder choice).
     pub settings: crate::plan::BuildSettings,
     /// Print the plan and stop.
     pub plan_only: bool,
+    /// Print JSON on stdout instead of text.
     pub json: bool,
 }
 
@@ -251,6 +264,7 @@ pub struct VerifySettings {
     pub checksums: Option<std::path::PathBuf>,
     /// The recipe, when it is not at the path the record names.
     pub recipe: Option<std::path::PathBuf>,
+    /// Print JSON on stdout instead of text.
     pub json: bool,
 }
 

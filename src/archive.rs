@@ -88,34 +88,73 @@ pub enum ArchiveError {
         "unsupported file type ({kind}) at {}: bundles may only hold regular files, directories and symlinks",
         path.display()
     )]
-    UnsupportedFileType { path: PathBuf, kind: &'static str },
+    UnsupportedFileType {
+        /// The file.
+        path: PathBuf,
+        /// Its kind, e.g. `socket`.
+        kind: &'static str,
+    },
     /// A symlink whose target is absolute, so it would not survive relocation.
     #[error("symlink {} has an absolute target `{}`: bundles must be relocatable", path.display(), target.display())]
-    AbsoluteSymlink { path: PathBuf, target: PathBuf },
+    AbsoluteSymlink {
+        /// The symlink.
+        path: PathBuf,
+        /// Its target.
+        target: PathBuf,
+    },
     /// A symlink whose target leaves the tree being archived.
     #[error("symlink {} points outside the tree: `{}`", path.display(), target.display())]
-    EscapingSymlink { path: PathBuf, target: PathBuf },
+    EscapingSymlink {
+        /// The symlink.
+        path: PathBuf,
+        /// Its target.
+        target: PathBuf,
+    },
     /// A file name that is not UTF-8 (archive paths are UTF-8).
     #[error("path is not valid UTF-8: {}", path.display())]
-    NonUtf8Path { path: PathBuf },
+    NonUtf8Path {
+        /// The path, as the file system has it.
+        path: PathBuf,
+    },
     /// The archive prefix is not a plain relative path.
     #[error("invalid archive prefix `{prefix}`: it must be a relative path without `..`")]
-    InvalidPrefix { prefix: String },
+    InvalidPrefix {
+        /// The prefix given.
+        prefix: String,
+    },
     /// An archive path given to [`write_entries`] is not a plain relative path.
     #[error(
         "invalid archive path `{path}`: it must be a relative path without `.`, `..` or empty components"
     )]
-    InvalidEntryPath { path: String },
+    InvalidEntryPath {
+        /// The path given.
+        path: String,
+    },
     /// [`write_entries`] was given entries out of order or twice.
     #[error("archive entries must be sorted and unique: `{path}` comes after `{previous}`")]
-    UnsortedEntries { path: String, previous: String },
+    UnsortedEntries {
+        /// The entry out of place.
+        path: String,
+        /// The entry before it.
+        previous: String,
+    },
     /// A file changed size while it was being archived.
     #[error("{} changed while it was being archived (expected {expected} bytes)", path.display())]
-    FileChanged { path: PathBuf, expected: u64 },
+    FileChanged {
+        /// The file.
+        path: PathBuf,
+        /// Its size when archiving began.
+        expected: u64,
+    },
 
     /// A hostile or unsupported entry in a tar stream being unpacked.
     #[error("refusing tar entry `{}`: {reason}", crate::term::shown(entry))]
-    UnsafeEntry { entry: String, reason: UnsafeReason },
+    UnsafeEntry {
+        /// The entry's path as the tar stream has it.
+        entry: String,
+        /// Why it is refused.
+        reason: UnsafeReason,
+    },
     /// The tar stream being unpacked is larger than allowed.
     #[error(
         "unpacking stopped at entry `{}`: the files unpacked so far exceed the unpack limit of \
@@ -123,7 +162,12 @@ pub enum ArchiveError {
         crate::term::shown(entry),
         crate::term::bytes(*limit)
     )]
-    SizeLimit { entry: String, limit: u64 },
+    SizeLimit {
+        /// The entry at which the limit was passed.
+        entry: String,
+        /// The limit, in bytes.
+        limit: u64,
+    },
     /// The tar stream being unpacked needs more room than the destination's
     /// file system has free.
     #[error(
@@ -135,9 +179,13 @@ pub enum ArchiveError {
         crate::term::bytes(*free)
     )]
     NoSpace {
+        /// The destination directory.
         dest: PathBuf,
+        /// The entry at which the room ran out.
         entry: String,
+        /// Bytes unpacked so far, with that entry.
         needed: u64,
+        /// Bytes free on the destination's file system.
         free: u64,
     },
     /// `HERMETIC_UNPACK_LIMIT` does not parse.
@@ -145,49 +193,80 @@ pub enum ArchiveError {
         "invalid {UNPACK_LIMIT_ENV} `{value}`: expected a size in bytes, optionally with a \
          K, M, G or T suffix (powers of 1024), e.g. 128G"
     )]
-    InvalidUnpackLimit { value: String },
+    InvalidUnpackLimit {
+        /// The value as set.
+        value: String,
+    },
     /// An archive whose bytes could not be read or decoded (a corrupt
     /// deflate stream, a bad gzip CRC-32 or size, a bad zstd checksum, a
     /// truncated stream).
     #[error("cannot read archive {} ({format}): {source}", path.display())]
     Decode {
+        /// The archive.
         path: PathBuf,
+        /// The compression its first bytes announced.
         format: StreamFormat,
+        /// The decoder's error.
         source: io::Error,
     },
     /// An archive that decoded but is not intact (data after the end of the
     /// tar stream or of the compressed stream, no tar data at all).
     #[error("archive {} is corrupt: {reason}", path.display())]
-    Corrupt { path: PathBuf, reason: String },
+    Corrupt {
+        /// The archive.
+        path: PathBuf,
+        /// What is wrong with it.
+        reason: String,
+    },
     /// The destination of [`unpack_safe`] already exists and is not empty.
     #[error("unpack destination {} is not empty", path.display())]
-    DestinationNotEmpty { path: PathBuf },
+    DestinationNotEmpty {
+        /// The destination.
+        path: PathBuf,
+    },
 
     /// `SOURCE_DATE_EPOCH` is set but is not a non-negative integer.
     #[error(
         "invalid SOURCE_DATE_EPOCH `{value}`: expected a non-negative integer number of seconds"
     )]
-    InvalidSourceDateEpoch { value: String },
+    InvalidSourceDateEpoch {
+        /// The value as set.
+        value: String,
+    },
     /// None of the three sources of the epoch gave a value.
     #[error(
         "no SOURCE_DATE_EPOCH for {}: set the SOURCE_DATE_EPOCH environment variable, build from a git checkout with at least one commit, or set `source_date_epoch` in the recipe",
         dir.display()
     )]
-    NoSourceDateEpoch { dir: PathBuf },
+    NoSourceDateEpoch {
+        /// The directory the epoch was wanted for.
+        dir: PathBuf,
+    },
 
     /// A name that `sha256sum -c` could not read back unambiguously.
     #[error(
         "cannot list `{name}` in SHA256SUMS: names must be non-empty and free of newlines and backslashes"
     )]
-    InvalidChecksumName { name: String },
+    InvalidChecksumName {
+        /// The name.
+        name: String,
+    },
     /// A digest that is not 64 lowercase hex digits.
     #[error("invalid sha256 `{hex}` for `{name}`: expected 64 lowercase hex digits")]
-    InvalidChecksum { name: String, hex: String },
+    InvalidChecksum {
+        /// The file it is for.
+        name: String,
+        /// The digest given.
+        hex: String,
+    },
     /// A line of a SHA256SUMS file that does not parse.
     #[error("{}:{line}: malformed checksum line: {reason}", path.display())]
     MalformedSha256Sums {
+        /// The SHA256SUMS file.
         path: PathBuf,
+        /// The line, 1-based.
         line: usize,
+        /// What is wrong there.
         reason: String,
     },
 }
@@ -220,22 +299,46 @@ impl ArchiveError {
 /// Why [`unpack_safe`] refused an entry.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum UnsafeReason {
+    /// An absolute path.
     #[error("absolute path")]
     AbsolutePath,
+    /// A `..` component.
     #[error("path contains a `..` component")]
     ParentDir,
+    /// A path that is not UTF-8.
     #[error("path is not valid UTF-8")]
     NonUtf8,
+    /// A link whose target leaves the destination.
     #[error("link target `{target}` escapes the destination")]
-    LinkEscapes { target: String },
+    LinkEscapes {
+        /// The link target.
+        target: String,
+    },
+    /// A hard link to anything but a regular file unpacked earlier.
     #[error("hard link target `{target}` is not a regular file unpacked earlier")]
-    BadHardLink { target: String },
+    BadHardLink {
+        /// The link target.
+        target: String,
+    },
+    /// An entry whose path runs through a symlink unpacked earlier.
     #[error("it would be written through the symlink `{symlink}`")]
-    ThroughSymlink { symlink: String },
+    ThroughSymlink {
+        /// That symlink.
+        symlink: String,
+    },
+    /// A device, FIFO or other special entry.
     #[error("{kind} entries are not allowed")]
-    SpecialFile { kind: &'static str },
+    SpecialFile {
+        /// The entry's kind.
+        kind: &'static str,
+    },
+    /// An entry at a path that an entry unpacked earlier holds, in a way
+    /// that cannot be merged.
     #[error("it conflicts with an existing {existing} at the same path")]
-    Conflict { existing: &'static str },
+    Conflict {
+        /// What is already there.
+        existing: &'static str,
+    },
 }
 
 /// Which compression to apply on top of the tar stream.
@@ -245,7 +348,10 @@ pub enum Compression {
     /// gzip, level 6, no name, mtime 0.
     Gzip,
     /// Zstandard at this level (1..=19), single-threaded, with a checksum.
-    Zstd { level: i32 },
+    Zstd {
+        /// The compression level.
+        level: i32,
+    },
     /// A plain tar stream.
     None,
 }
@@ -313,8 +419,11 @@ pub fn unpack_archive(
 /// The compression of an archive, as its first bytes say.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum StreamFormat {
+    /// gzip (`1f 8b`).
     Gzip,
+    /// Zstandard ([`ZSTD_MAGIC`]).
     Zstd,
+    /// Neither: read as a plain tar stream.
     Tar,
 }
 
@@ -657,9 +766,13 @@ pub struct TreeSummary {
 /// What [`unpack_safe`] created.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
 pub struct UnpackSummary {
+    /// Regular files created.
     pub files: u64,
+    /// Directories created.
     pub dirs: u64,
+    /// Symlinks created.
     pub symlinks: u64,
+    /// Hard links created.
     pub hardlinks: u64,
     /// Total size of the regular files' contents.
     pub bytes: u64,
@@ -670,7 +783,9 @@ pub struct UnpackSummary {
 /// the source without following symlinks.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ArchiveEntry {
+    /// The path inside the archive, `/`-separated and relative.
     pub archive_path: String,
+    /// The file, directory or symlink on the host.
     pub source: PathBuf,
 }
 
@@ -1539,6 +1654,7 @@ pub fn tree_hash(root: &Path) -> Result<String, ArchiveError> {
 /// the entries that do.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SourceTree {
+    /// The tree hash, hex.
     pub sha256: String,
     /// Relative path -> `<sha256>` (a file), `<sha256> x` (an executable
     /// file), `-> <target>` (a symlink) or `dir`.
@@ -1808,11 +1924,15 @@ pub enum FsKind {
 pub struct FsEntry {
     /// Relative path, no `./` and no trailing slash.
     pub path: String,
+    /// What kind of entry it is.
     pub kind: FsKind,
     /// Mode bits (`0o7777` is kept).
     pub mode: u32,
+    /// Owner user ID.
     pub uid: u64,
+    /// Owner group ID.
     pub gid: u64,
+    /// Modification time, in seconds since the epoch.
     pub mtime: u64,
 }
 

@@ -22,30 +22,43 @@ pub enum Outcome {
 /// Any error hermetic reports to the user.
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
+    /// The container engine failed or refused.
     #[error(transparent)]
     Engine(#[from] crate::engine::EngineError),
+    /// The builder catalog could not be read, or has no builder or base asked for.
     #[error(transparent)]
     Catalog(#[from] crate::catalog::CatalogError),
+    /// A builder or base image could not be made or checked.
     #[error(transparent)]
     Builder(#[from] crate::builder::BuilderError),
+    /// A glibc baseline is not of the form `2.<n>`.
     #[error(transparent)]
     Glibc(#[from] crate::glibc::GlibcError),
+    /// An ELF file could not be read, audited or repaired.
     #[error(transparent)]
     Elf(#[from] crate::elf::ElfError),
+    /// An archive could not be written, read or unpacked.
     #[error(transparent)]
     Archive(#[from] crate::archive::ArchiveError),
+    /// The recipe could not be found, read or parsed.
     #[error(transparent)]
     Recipe(#[from] crate::recipe::RecipeError),
+    /// The recipe does not make a valid build plan.
     #[error(transparent)]
     Plan(#[from] crate::plan::PlanError),
+    /// A build step failed.
     #[error(transparent)]
     Build(#[from] crate::build::BuildError),
+    /// The SBOM could not be made or written.
     #[error(transparent)]
     Sbom(#[from] crate::sbom::SbomError),
+    /// An OCI image could not be made, read or pushed.
     #[error(transparent)]
     Oci(#[from] crate::oci::OciError),
+    /// A verification could not be carried out.
     #[error(transparent)]
     Verify(#[from] crate::verify::VerifyError),
+    /// An I/O error outside any domain above.
     #[error("{0}")]
     Io(#[from] std::io::Error),
     /// Bad arguments that clap could not catch (e.g. an unknown baseline).
@@ -53,11 +66,17 @@ pub enum Error {
     Usage(String),
     /// SIGINT or SIGTERM arrived; hermetic's containers were removed.
     #[error("interrupted by signal {signal}; removed hermetic's containers")]
-    Interrupted { signal: i32 },
+    Interrupted {
+        /// The signal number (SIGINT 2, SIGTERM 15).
+        signal: i32,
+    },
     /// The reader of stdout or stderr went away (`hermetic … | head`):
     /// the run ended there, and hermetic's containers were removed.
     #[error("{stream} was closed; stopped and removed hermetic's containers")]
-    OutputClosed { stream: crate::term::Stream },
+    OutputClosed {
+        /// The stream whose reader went away.
+        stream: crate::term::Stream,
+    },
     /// A bug: hermetic panicked (the panic message is above); its
     /// containers were removed.
     #[error("hermetic panicked (a bug); removed its containers")]

@@ -23,12 +23,19 @@ pub const RECORD_FORMAT: u32 = 4;
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct BuildRecord {
+    /// Record format version ([`RECORD_FORMAT`] when written).
     pub format: u32,
+    /// Version of the hermetic that made the build.
     pub hermetic_version: String,
+    /// Bundle name, from the recipe.
     pub name: String,
+    /// Bundle version, from the recipe.
     pub version: String,
+    /// glibc baseline the bundle was built for.
     pub glibc: Glibc,
+    /// The recipe the build ran from.
     pub recipe: RecordedRecipe,
+    /// Hex SHA-256 of the source tree (the recipe's directory, by [`BuildRecord::source_rule`]).
     pub source_tree_sha256: String,
     /// Which files of the recipe's directory the source tree hash covers.
     #[serde(default)]
@@ -38,10 +45,15 @@ pub struct BuildRecord {
     /// time is named file by file (format 4).
     #[serde(default)]
     pub source_files: BTreeMap<String, String>,
+    /// The builder image the build ran in.
     pub builder: RecordedBuilder,
+    /// Packages installed into the builder for this build, at their exact versions.
     pub system_packages: Vec<OsPackage>,
+    /// Wheels and sdists fetched with hash checks.
     pub inputs: Vec<FetchedInput>,
+    /// `SOURCE_DATE_EPOCH`: every timestamp in the outputs.
     pub source_date_epoch: u64,
+    /// The release files the build wrote.
     pub outputs: Vec<RecordedOutput>,
 }
 
@@ -61,7 +73,9 @@ pub enum SourceRule {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RecordedRecipe {
+    /// Path of the recipe, relative to where hermetic ran.
     pub path: String,
+    /// Hex SHA-256 of the recipe file.
     pub sha256: String,
 }
 
@@ -77,7 +91,9 @@ pub struct RecordedRecipe {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RecordedBuilder {
+    /// Upstream: `name@sha256:…`, the pin; local: the tag, a name only.
     pub reference: String,
+    /// Image ID (`sha256:…`).
     pub image_id: String,
     /// The glibc found inside it.
     pub glibc: Glibc,
@@ -93,8 +109,11 @@ pub struct RecordedBuilder {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RecordedOutput {
+    /// File name in the output directory.
     pub name: String,
+    /// Hex SHA-256 of the file.
     pub sha256: String,
+    /// Size in bytes.
     pub size: u64,
 }
 

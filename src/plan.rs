@@ -13,14 +13,21 @@ use crate::glibc::Glibc;
 /// Everything `hermetic build` will do.
 #[derive(Debug, Clone, Serialize)]
 pub struct BuildPlan {
+    /// Version of the hermetic making the plan (it goes into the record).
     pub hermetic_version: String,
     /// Ignore cached outputs (`--rebuild`).
     pub rebuild: bool,
+    /// The recipe file.
     pub recipe: PathBuf,
+    /// Hex SHA-256 of the recipe file.
     pub recipe_sha256: String,
+    /// Bundle name, from the recipe.
     pub name: String,
+    /// Bundle version, from the recipe.
     pub version: String,
+    /// Where the release files go.
     pub out_dir: PathBuf,
+    /// `SOURCE_DATE_EPOCH`: every timestamp in the outputs.
     pub source_date_epoch: u64,
     /// The recipe's directory: the build context copied into the builder.
     pub context_dir: PathBuf,
@@ -58,8 +65,11 @@ pub struct Replay {
     "cannot rebuild from the record: {what}: the record has {recorded}, this rebuild would have {found}"
 )]
 pub struct ReplayError {
+    /// Which input, e.g. the source tree or a package.
     pub what: String,
+    /// What the record has.
     pub recorded: String,
+    /// What this rebuild would have instead.
     pub found: String,
 }
 
@@ -75,6 +85,7 @@ impl ReplayError {
 /// The bundle for one glibc baseline.
 #[derive(Debug, Clone, Serialize)]
 pub struct TargetPlan {
+    /// The baseline this bundle targets.
     pub glibc: Glibc,
     /// `--builder-image`, when given; else the catalog's builder.
     pub builder_override: Option<String>,
@@ -82,16 +93,22 @@ pub struct TargetPlan {
     pub builder_source: Option<crate::catalog::Source>,
     /// Runtime Python version wanted, e.g. "3.11".
     pub python: String,
+    /// What goes into the runtime.
     pub install: InstallPlan,
     /// The recipe's system packages, per package family.
     pub system_packages: crate::recipe::SystemPackages,
     /// The family of the builder the build starts with, when the catalog
     /// knows it (else the image is asked when the build resolves it).
     pub package_family: Option<crate::catalog::PackageFamily>,
+    /// The recipe's build commands, run in order in the builder.
     pub commands: Vec<String>,
+    /// Files the build commands make, copied into the bundle.
     pub collect: Vec<CollectPlan>,
+    /// Entry points exposed as launchers at the bundle top.
     pub launchers: Vec<String>,
+    /// What is removed from the bundle before it is archived.
     pub prune: PrunePlan,
+    /// The smoke test, if the recipe has one.
     pub smoke: Option<SmokePlan>,
     /// Suite of the clean runtime image the smoke test runs in.
     pub smoke_suite: String,
@@ -125,8 +142,11 @@ pub struct InstallPlan {
 /// One `name==version --hash=sha256:…` requirement.
 #[derive(Debug, Clone, Serialize, PartialEq, Eq)]
 pub struct PinnedRequirement {
+    /// Project name.
     pub name: String,
+    /// The pinned version.
     pub version: String,
+    /// The hex SHA-256 hashes allowed for its files.
     pub sha256: Vec<String>,
 }
 
@@ -154,8 +174,11 @@ pub struct SmokePlan {
 /// One step, for `--plan` output and progress.
 #[derive(Debug, Clone, Serialize)]
 pub struct StepPlan {
+    /// The phase it belongs to: `resolve`, `fetch`, `build` or `finish`.
     pub phase: &'static str,
+    /// Whether the step has network access.
     pub network: bool,
+    /// What the step does, in one line.
     pub description: String,
 }
 
@@ -165,7 +188,9 @@ pub struct StepPlan {
 pub struct BuildSettings {
     /// Baselines; empty means the recipe's default.
     pub glibc: Vec<Glibc>,
+    /// `--out`: where the release files go.
     pub out_dir: PathBuf,
+    /// `--builder-image`: a builder to use instead of the catalog's.
     pub builder_image: Option<String>,
     /// `--builder-source`: only the catalog's upstream or only its local
     /// builder, instead of upstream first with the local one as fallback.
@@ -181,25 +206,45 @@ pub struct BuildSettings {
 /// Errors turning a recipe into a plan.
 #[derive(Debug, thiserror::Error)]
 pub enum PlanError {
+    /// No runtime image in the catalog is newer than the baseline, so the smoke test has nowhere to run.
     #[error("no runtime image newer than glibc {glibc} to smoke-test on (newest: {newest})")]
-    NoNewerRuntime { glibc: Glibc, newest: String },
+    NoNewerRuntime {
+        /// The baseline.
+        glibc: Glibc,
+        /// The newest runtime the catalog has.
+        newest: String,
+    },
+    /// A path in the recipe points outside the recipe's directory.
     #[error("{}: paths must be inside the recipe directory: {path}", recipe.display())]
-    Path { recipe: PathBuf, path: String },
+    Path {
+        /// The recipe file.
+        recipe: PathBuf,
+        /// The path as written.
+        path: String,
+    },
+    /// The catalog has no builder or runtime for the request.
     #[error(transparent)]
     Catalog(#[from] crate::catalog::CatalogError),
+    /// A recorded input cannot be had for a rebuild.
     #[error(transparent)]
     Replay(#[from] ReplayError),
+    /// The builder's package family has no system package list.
     #[error(transparent)]
     Family(#[from] UncoveredFamily),
+    /// The recipe embeds Python, but the only builder on offer has a static CPython.
     #[error(
         "glibc {glibc}: the recipe links libpython (build command {command}), but the builder \
          {image} has a static CPython (no libpython{version}.so), as the manylinux images do, \
          and {why}"
     )]
     StaticLibpython {
+        /// The baseline.
         glibc: Glibc,
+        /// The builder image.
         image: String,
+        /// Which build command links libpython (1-based).
         command: usize,
+        /// The Python version wanted.
         version: String,
         /// Why no other builder would be used.
         why: String,
@@ -216,8 +261,11 @@ pub enum PlanError {
      build.system_packages has no {family} list ({given})"
 )]
 pub struct UncoveredFamily {
+    /// The baseline.
     pub glibc: Glibc,
+    /// The builder's package family.
     pub family: crate::catalog::PackageFamily,
+    /// The builder, as a reference or a description.
     pub builder: String,
     /// What the recipe does give.
     pub given: String,

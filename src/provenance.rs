@@ -36,11 +36,15 @@ pub const SUFFIX: &str = ".intoto.json";
 /// An in-toto Statement v1.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Statement {
+    /// `_type`: the in-toto Statement type URI.
     #[serde(rename = "_type")]
     pub statement_type: String,
+    /// The artifacts the statement is about, by name and digest.
     pub subject: Vec<ResourceDescriptor>,
+    /// `predicateType`: the SLSA Provenance v1 URI.
     #[serde(rename = "predicateType")]
     pub predicate_type: String,
+    /// The provenance itself.
     pub predicate: Provenance,
 }
 
@@ -49,14 +53,19 @@ pub struct Statement {
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct ResourceDescriptor {
+    /// A file name or package name.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub name: Option<String>,
+    /// Where it is, or a package URL.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub uri: Option<String>,
+    /// Digests by algorithm (`sha256` -> hex).
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub digest: BTreeMap<String, String>,
+    /// The media type, e.g. `application/json`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub media_type: Option<String>,
+    /// Extra facts, under `hermetic:` keys.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub annotations: BTreeMap<String, serde_json::Value>,
 }
@@ -65,30 +74,43 @@ pub struct ResourceDescriptor {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct Provenance {
+    /// What the build was asked to do and what it used.
     pub build_definition: BuildDefinition,
+    /// Who ran the build.
     pub run_details: RunDetails,
 }
 
+/// SLSA `buildDefinition`: the build's type, parameters and inputs.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct BuildDefinition {
+    /// [`BUILD_TYPE`].
     pub build_type: String,
+    /// What the recipe asked for: name, version, glibc, recipe path and digest, epoch.
     pub external_parameters: serde_json::Value,
+    /// How hermetic ran: the record format and its network policy.
     pub internal_parameters: serde_json::Value,
+    /// The fetched inputs and the system packages installed.
     pub resolved_dependencies: Vec<ResourceDescriptor>,
 }
 
+/// SLSA `runDetails`: the builder and the byproducts.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct RunDetails {
+    /// The build platform.
     pub builder: Builder,
+    /// Files made alongside the subjects (the build record).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub byproducts: Vec<ResourceDescriptor>,
 }
 
+/// SLSA `builder`: the build platform by ID and version.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Builder {
+    /// [`BUILDER_ID`].
     pub id: String,
+    /// Component versions (`hermetic` -> its version).
     pub version: BTreeMap<String, String>,
 }
 

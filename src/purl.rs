@@ -47,6 +47,7 @@ pub struct OciImage<'a> {
     /// `sha256:…`: the repository digest of a pinned reference, else the
     /// image ID (a local tag has nothing better).
     pub digest: &'a str,
+    /// The package URL: `pkg:oci/<name>@<digest>?repository_url=<repo>`, plus `&tag=<tag>` when the reference had one.
     pub purl: String,
 }
 

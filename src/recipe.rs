@@ -80,34 +80,55 @@ pub enum RecipeError {
     /// wrong type, missing key).
     #[error("{}:{line}:{column}: {message}{}", path.display(), key.as_ref().map(|k| format!(" (in `{k}`)")).unwrap_or_default())]
     Parse {
+        /// The recipe file.
         path: PathBuf,
+        /// Line of the problem, 1-based.
         line: usize,
+        /// Column of the problem, 1-based.
         column: usize,
+        /// What is wrong, in the parser's words.
         message: String,
+        /// The table or key it is in, when known.
         key: Option<String>,
     },
     /// A value that parses but is not acceptable.
     #[error("{}:{line}:{column}: `{key}`: {message}", path.display())]
     Invalid {
+        /// The recipe file.
         path: PathBuf,
+        /// Line of the value, 1-based.
         line: usize,
+        /// Column of the value, 1-based.
         column: usize,
+        /// The key, e.g. `app.glibc`.
         key: String,
+        /// What is wrong with the value.
         message: String,
     },
     /// A requirements file that is not in `--require-hashes` form.
     #[error("{}:{line}: {message}", path.display())]
     Requirements {
+        /// The requirements file.
         path: PathBuf,
+        /// Line of the problem, 1-based.
         line: usize,
+        /// What is wrong there.
         message: String,
     },
     /// `version_from` names a file without a usable `[project].version`.
     #[error("{}: {message} (from `app.version_from`)", path.display())]
-    VersionFrom { path: PathBuf, message: String },
+    VersionFrom {
+        /// The file `version_from` names.
+        path: PathBuf,
+        /// What is wrong with it.
+        message: String,
+    },
     /// No recipe where one was looked for.
     #[error("no {DEFAULT_RECIPE} in {}: pass --recipe <file> or create one (see recipes/README.md)", dir.display())]
-    NotFound { dir: PathBuf },
+    NotFound {
+        /// The directory searched.
+        dir: PathBuf,
+    },
 }
 
 /// File name looked for by [`Recipe::find_default`].
@@ -144,14 +165,20 @@ const RESERVED_TOP: &[&str] = &["bin", "lib", "python"];
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Recipe {
+    /// `[app]`: name, version, baseline and Python.
     pub app: App,
+    /// `[install]`: what goes into the runtime.
     #[serde(default)]
     pub install: Install,
+    /// `[build]`: system packages and commands for the builder.
     #[serde(default)]
     pub build: Build,
+    /// `[prune]`: what is dropped from the bundle.
     #[serde(default)]
     pub prune: Prune,
+    /// `[smoke]`: the command that proves the bundle runs.
     pub smoke: Smoke,
+    /// `[archive]`: how the archive is compressed.
     #[serde(default)]
     pub archive: ArchiveTable,
 }
@@ -160,7 +187,9 @@ pub struct Recipe {
 #[derive(Debug, Clone, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ArchiveTable {
+    /// `gzip` (the default) or `zstd`.
     pub compression: Option<Spanned<String>>,
+    /// zstd level, 1 to 19.
     pub level: Option<Spanned<i64>>,
 }
 
@@ -168,11 +197,17 @@ pub struct ArchiveTable {
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct App {
+    /// Bundle name: `[A-Za-z0-9][A-Za-z0-9._-]*`, at most 64 characters.
     pub name: Spanned<String>,
+    /// Bundle version; exactly one of this and `version_from`.
     pub version: Option<Spanned<String>>,
+    /// A `pyproject.toml` whose `[project].version` is the bundle version.
     pub version_from: Option<Spanned<String>>,
+    /// Default glibc baseline, `2.N`.
     pub glibc: Spanned<String>,
+    /// Runtime Python, `3.N` or `3.N.M`.
     pub python: Spanned<String>,
+    /// Epoch used when neither `SOURCE_DATE_EPOCH` nor git gives one.
     pub source_date_epoch: Option<u64>,
 }
 
@@ -180,13 +215,19 @@ pub struct App {
 #[derive(Debug, Clone, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Install {
+    /// Local project directory containing `pyproject.toml`.
     pub project: Option<Spanned<String>>,
+    /// Hash-pinned requirements installed into the runtime.
     pub requirements: Option<Spanned<String>>,
+    /// Hash-pinned build requirements: the build environment only.
     pub build_requirements: Option<Spanned<String>>,
+    /// Projects compiled from their sdist.
     #[serde(default)]
     pub no_binary: Vec<Spanned<String>>,
+    /// Console entry points exposed at the bundle's top.
     #[serde(default)]
     pub launchers: Vec<Spanned<String>>,
+    /// `none` (the default) or `checked-hash`.
     pub bytecode: Option<Spanned<String>>,
 }
 
@@ -206,12 +247,16 @@ pub enum Bytecode {
 #[derive(Debug, Clone, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Build {
+    /// Packages installed into the builder.
     #[serde(default)]
     pub system_packages: SystemPackagesField,
+    /// Shell commands run in the builder, in order.
     #[serde(default)]
     pub commands: Vec<Spanned<String>>,
+    /// Files the commands make, copied into the bundle.
     #[serde(default)]
     pub collect: Vec<Collect>,
+    /// Which C and C++ compilers sdists and the commands use.
     pub compiler: Option<Spanned<String>>,
 }
 
@@ -345,7 +390,9 @@ pub enum Compiler {
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Collect {
+    /// Path relative to the build's working directory.
     pub from: Spanned<String>,
+    /// Path relative to the bundle top.
     pub to: Spanned<String>,
 }
 
@@ -353,10 +400,13 @@ pub struct Collect {
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Prune {
+    /// Whether the default excludes apply.
     #[serde(default = "yes")]
     pub defaults: bool,
+    /// Extra globs to drop.
     #[serde(default)]
     pub exclude: Vec<Spanned<String>>,
+    /// Globs to keep; a keep wins over every exclude.
     #[serde(default)]
     pub keep: Vec<Spanned<String>>,
 }
@@ -379,7 +429,9 @@ fn yes() -> bool {
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Smoke {
+    /// The argv to run; the first element is relative to the bundle top.
     pub command: Spanned<Vec<String>>,
+    /// A substring stdout must contain.
     pub expect: Option<String>,
 }
 
@@ -392,7 +444,9 @@ pub struct LoadedRecipe {
     pub dir: PathBuf,
     /// SHA-256 (hex) of the recipe file's bytes.
     pub sha256: String,
+    /// Bundle name.
     pub name: String,
+    /// Bundle version (from `version` or `version_from`).
     pub version: String,
     /// Default glibc baseline.
     pub glibc: Glibc,
@@ -400,9 +454,13 @@ pub struct LoadedRecipe {
     pub python: String,
     /// The recipe's own fallback for SOURCE_DATE_EPOCH.
     pub source_date_epoch: Option<u64>,
+    /// Resolved `[install]`.
     pub install: InstallSettings,
+    /// Resolved `[build]`.
     pub build: BuildSettings,
+    /// Resolved `[prune]`.
     pub prune: PruneSettings,
+    /// Resolved `[smoke]`.
     pub smoke: SmokeSettings,
     /// Compression of the bundle archive.
     pub compression: crate::archive::Compression,
@@ -413,17 +471,24 @@ pub struct LoadedRecipe {
 pub struct InstallSettings {
     /// Local project directory (contains `pyproject.toml`).
     pub project: Option<PathBuf>,
+    /// Requirements installed into the runtime.
     pub requirements: Option<Requirements>,
+    /// Requirements for the build environment only.
     pub build_requirements: Option<Requirements>,
+    /// Projects compiled from their sdist.
     pub no_binary: Vec<String>,
+    /// Console entry points exposed at the bundle's top.
     pub launchers: Vec<String>,
+    /// Whether `.pyc` files are shipped.
     pub bytecode: Bytecode,
 }
 
 /// A parsed `--require-hashes` requirements file.
 #[derive(Debug, Clone, Serialize)]
 pub struct Requirements {
+    /// The file, resolved against the recipe's directory.
     pub path: PathBuf,
+    /// Its requirements, in file order.
     pub entries: Vec<Requirement>,
 }
 
@@ -434,6 +499,7 @@ pub struct Requirement {
     pub name: String,
     /// `[a,b]` extras, as written.
     pub extras: Vec<String>,
+    /// The pinned version (`==`).
     pub version: String,
     /// Environment marker after `;`, as written.
     pub marker: Option<String>,
@@ -446,9 +512,13 @@ pub struct Requirement {
 /// Resolved `[build]`.
 #[derive(Debug, Clone, Serialize)]
 pub struct BuildSettings {
+    /// Packages installed into the builder, per family.
     pub system_packages: SystemPackages,
+    /// Shell commands run in the builder, in order.
     pub commands: Vec<String>,
+    /// Files the commands make, copied into the bundle.
     pub collect: Vec<CollectSettings>,
+    /// Which C and C++ compilers sdists and the commands use.
     pub compiler: Compiler,
 }
 
@@ -464,14 +534,18 @@ pub struct CollectSettings {
 /// Resolved `[prune]`: the effective lists (defaults already merged in).
 #[derive(Debug, Clone, Serialize)]
 pub struct PruneSettings {
+    /// Globs dropped from the bundle.
     pub exclude: Vec<String>,
+    /// Globs kept whatever the excludes say.
     pub keep: Vec<String>,
 }
 
 /// Resolved `[smoke]`.
 #[derive(Debug, Clone, Serialize)]
 pub struct SmokeSettings {
+    /// The argv to run.
     pub command: Vec<String>,
+    /// A substring stdout must contain.
     pub expect: Option<String>,
 }
 

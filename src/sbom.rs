@@ -70,69 +70,133 @@ mod prop {
 /// Errors generating an SBOM. Each names the file it is about.
 #[derive(Debug, thiserror::Error)]
 pub enum SbomError {
+    /// The directory has no `share/hermetic/bundle.json`.
     #[error("no bundle metadata at {path}: not a hermetic bundle directory")]
-    MissingMeta { path: PathBuf },
+    MissingMeta {
+        /// Where the metadata was looked for.
+        path: PathBuf,
+    },
+    /// The bundle metadata is not valid JSON of the expected shape.
     #[error("malformed bundle metadata {path}: {source}")]
     MalformedMeta {
+        /// The metadata file.
         path: PathBuf,
+        /// The parser's error.
         #[source]
         source: serde_json::Error,
     },
+    /// The bundle metadata has a format this hermetic does not read.
     #[error(
         "unsupported bundle metadata format {found} in {path} (this hermetic reads format {supported})"
     )]
     UnsupportedMetaFormat {
+        /// The metadata file.
         path: PathBuf,
+        /// The format it has.
         found: u32,
+        /// The format this hermetic reads.
         supported: u32,
     },
+    /// The recorded epoch is not a representable time.
     #[error("invalid SOURCE_DATE_EPOCH {epoch} in {path}")]
-    InvalidEpoch { path: PathBuf, epoch: u64 },
+    InvalidEpoch {
+        /// The metadata file.
+        path: PathBuf,
+        /// The epoch it records.
+        epoch: u64,
+    },
+    /// A `METADATA` file of an installed distribution does not parse.
     #[error("malformed distribution metadata {path}, line {line}: {reason}")]
     MalformedMetadata {
+        /// The file.
         path: PathBuf,
+        /// The line, 1-based.
         line: usize,
+        /// What is wrong there.
         reason: String,
     },
+    /// A `RECORD` file of an installed distribution does not parse.
     #[error("malformed RECORD {path}, line {line}: {reason}")]
     MalformedRecord {
+        /// The file.
         path: PathBuf,
+        /// The line, 1-based.
         line: usize,
+        /// What is wrong there.
         reason: String,
     },
+    /// A file the bundle metadata lists is not in the bundle.
     #[error("{what} {path} is listed in bundle.json but missing from the bundle")]
-    MissingFile { what: &'static str, path: PathBuf },
+    MissingFile {
+        /// What kind of file (e.g. a vendored library).
+        what: &'static str,
+        /// The file.
+        path: PathBuf,
+    },
+    /// A file's content does not have the hash the bundle metadata records.
     #[error("file {path} has sha256 {actual} but bundle.json records {recorded}")]
     HashMismatch {
+        /// The file.
         path: PathBuf,
+        /// The hex SHA-256 recorded.
         recorded: String,
+        /// The hex SHA-256 found.
         actual: String,
     },
+    /// An ELF file of the bundle does not parse.
     #[error("cannot parse ELF file {path}: {reason}")]
-    Elf { path: PathBuf, reason: String },
+    Elf {
+        /// The file.
+        path: PathBuf,
+        /// The parser's complaint.
+        reason: String,
+    },
+    /// A bundle archive could not be read.
     #[error("cannot read archive {path}: {source}")]
     Archive {
+        /// The archive.
         path: PathBuf,
+        /// The underlying error.
         #[source]
         source: std::io::Error,
     },
+    /// A bundle archive has an entry the unpack refuses (absolute, `..`, a link leaving it, a device).
     #[error("unsafe entry {entry:?} in archive {path}: {reason}")]
     UnsafeArchiveEntry {
+        /// The archive.
         path: PathBuf,
+        /// The entry's path.
         entry: String,
+        /// Why it is refused.
         reason: String,
     },
+    /// The path is not a bundle: not a bundle directory or archive, or not exactly one top directory with the metadata.
     #[error("{path} is not a hermetic bundle: {reason}")]
-    NotABundle { path: PathBuf, reason: String },
+    NotABundle {
+        /// The path given.
+        path: PathBuf,
+        /// What it lacks.
+        reason: String,
+    },
     /// A bug in hermetic: the document it built does not validate.
     #[error("the SBOM generated for {path} is not valid CycloneDX {version}: {details}")]
     Invalid {
+        /// The bundle the SBOM is for.
         path: PathBuf,
+        /// The CycloneDX spec version checked against.
         version: String,
+        /// The validation errors.
         details: String,
     },
+    /// The SBOM could not be rendered as JSON.
     #[error("cannot serialise the SBOM for {path}: {reason}")]
-    Serialize { path: PathBuf, reason: String },
+    Serialize {
+        /// The bundle the SBOM is for.
+        path: PathBuf,
+        /// The serialiser's error.
+        reason: String,
+    },
+    /// A file could not be read or written.
     #[error(transparent)]
     Io(#[from] std::io::Error),
 }

@@ -120,7 +120,9 @@ pub fn shown<T: fmt::Display>(value: T) -> Shown<T> {
 /// One of the standard streams hermetic writes to.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Stream {
+    /// Standard output.
     Stdout,
+    /// Standard error.
     Stderr,
 }
 

@@ -21,11 +21,14 @@ use crate::manifest::BuildRecord;
 /// The verdict.
 #[derive(Debug, Clone, Serialize)]
 pub struct VerifyReport {
+    /// `checksums` (re-hashed against SHA256SUMS) or `rebuild` (built again from the record).
     pub mode: &'static str,
+    /// Whether every output matched.
     pub matched: bool,
     /// One line a release page can quote: the verdict, what was verified
     /// and against what.
     pub summary: String,
+    /// Each output file, expected against found.
     pub outputs: Vec<OutputCheck>,
     /// Files inside archives that differ (rebuild mode).
     pub differences: Vec<FileDiff>,
@@ -34,18 +37,26 @@ pub struct VerifyReport {
 /// One output file, expected against found.
 #[derive(Debug, Clone, Serialize)]
 pub struct OutputCheck {
+    /// File name of the output.
     pub name: String,
+    /// Hex SHA-256 the record or checksum list gives.
     pub expected_sha256: String,
+    /// Hex SHA-256 found; `None` when the file is missing.
     pub actual_sha256: Option<String>,
+    /// Whether the two agree.
     pub ok: bool,
 }
 
 /// One differing file inside an archive.
 #[derive(Debug, Clone, Serialize)]
 pub struct FileDiff {
+    /// The output archive the file is in.
     pub archive: String,
+    /// Path of the file inside the archive.
     pub path: String,
+    /// The file as expected; `None` when only the new build has it.
     pub expected: Option<FileFacts>,
+    /// The file as found; `None` when the new build lacks it.
     pub actual: Option<FileFacts>,
     /// Text: the first differing lines; ELF: the differing sections.
     pub detail: Vec<String>,
@@ -54,35 +65,70 @@ pub struct FileDiff {
 /// Size and hash of one file (or a link target).
 #[derive(Debug, Clone, Serialize, PartialEq, Eq)]
 pub struct FileFacts {
+    /// Size in bytes.
     pub size: u64,
+    /// Hex SHA-256 of the content.
     pub sha256: String,
 }
 
 /// Errors that stop a verification (as opposed to a mismatch).
 #[derive(Debug, thiserror::Error)]
 pub enum VerifyError {
+    /// The file is not a build record this hermetic reads (bad JSON or
+    /// another record format).
     #[error("{} is not a build record: {reason}", path.display())]
-    BadRecord { path: PathBuf, reason: String },
+    BadRecord {
+        /// The record file.
+        path: PathBuf,
+        /// What is wrong with it.
+        reason: String,
+    },
+    /// The file is not an in-toto statement.
     #[error("{} is not an in-toto statement: {reason}", path.display())]
-    BadStatement { path: PathBuf, reason: String },
+    BadStatement {
+        /// The statement file.
+        path: PathBuf,
+        /// What is wrong with it.
+        reason: String,
+    },
+    /// The release directory has no `SHA256SUMS`.
     #[error("{}: no SHA256SUMS there", dir.display())]
-    NoSums { dir: PathBuf },
+    NoSums {
+        /// The release directory.
+        dir: PathBuf,
+    },
+    /// Something the rebuild needs cannot be found.
     #[error("input missing: {what}")]
-    MissingInput { what: String },
+    MissingInput {
+        /// What is missing, and where it was looked for.
+        what: String,
+    },
+    /// A release document (checksum list, statement, record) names a path
+    /// outside the release directory.
     #[error("{listed_in} names `{name}`, which is not a file inside the release directory")]
-    OutsideRelease { name: String, listed_in: String },
+    OutsideRelease {
+        /// The name as listed.
+        name: String,
+        /// The document that names it.
+        listed_in: String,
+    },
+    /// The recorded builder image is not in the engine.
     #[error(
         "input missing: the builder image {image_id} ({reference}) is not in the engine{}",
         here.as_ref().map(|id| format!("; {reference} here is {id}, made here, not the recorded image")).unwrap_or_default()
     )]
     MissingBuilder {
+        /// The recorded image ID.
         image_id: String,
+        /// The recorded reference.
         reference: String,
         /// The image the same local name has here, if any.
         here: Option<String>,
     },
+    /// An output archive could not be read.
     #[error(transparent)]
     Archive(#[from] archive::ArchiveError),
+    /// A file could not be read or written.
     #[error("{0}")]
     Io(#[from] std::io::Error),
 }

@@ -8,6 +8,9 @@
 //! rebuilds. Every build here passes `--rebuild` unless it tests the cache,
 //! so a warm cache on the machine cannot hide a broken build.
 
+// Tests fail by panicking: unwrap, expect and panic! are how they assert.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
 mod common;
 
 use common::{repo, text};

@@ -4,6 +4,9 @@
 //! archive and nothing written. Every hostile input is made here, from an
 //! archive hermetic's own writer produced.
 
+// Tests fail by panicking: unwrap, expect and panic! are how they assert.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
 mod common;
 mod oci_fixture;
 

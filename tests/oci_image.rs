@@ -2,6 +2,9 @@
 //! umoci, two builds give the same manifest digest, a new app version
 //! changes only the app layer, and `--load` gives an image the engine runs.
 
+// Tests fail by panicking: unwrap, expect and panic! are how they assert.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
 mod common;
 mod oci_fixture;
 

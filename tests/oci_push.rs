@@ -6,6 +6,9 @@
 //! cross-repository mount, the SBOM through the tag fallback (read back with
 //! skopeo), and a pull + run through the engine.
 
+// Tests fail by panicking: unwrap, expect and panic! are how they assert.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
 mod common;
 mod oci_fixture;
 

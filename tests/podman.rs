@@ -10,6 +10,9 @@
 //! Outside CI, no Podman service is a loud skip; under `CI=true` (where
 //! `.ci/run` sets both engines up) it is a failure.
 
+// Tests fail by panicking: unwrap, expect and panic! are how they assert.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
 mod common;
 
 use common::{repo, text};

@@ -3,6 +3,9 @@
 //! that checker shown to reject broken statements. The real builds in
 //! `tests/build.rs` validate the statements they produce the same way.
 
+// Tests fail by panicking: unwrap, expect and panic! are how they assert.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
 mod common;
 
 use hermetic::bundle::{FetchedInput, InputKind, OsPackage};

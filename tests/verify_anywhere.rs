@@ -14,6 +14,9 @@
 //! Docker's build cache from `scripts/setup`). The timings are printed for
 //! the closing note.
 
+// Tests fail by panicking: unwrap, expect and panic! are how they assert.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
 mod common;
 
 use std::path::Path;

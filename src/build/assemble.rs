@@ -21,8 +21,11 @@ use crate::recipe::Compiler;
 
 /// Where the build container keeps things.
 pub const INPUTS_DIR: &str = "/hermetic/inputs";
+/// The build context (the recipe's directory), copied in.
 pub const SRC_DIR: &str = "/hermetic/src";
+/// Where the build commands run.
 pub const WORK_DIR: &str = "/hermetic/work";
+/// Where the bundle is assembled.
 pub const OUT_DIR: &str = "/hermetic/out";
 /// Build requirements (backends) live here, outside the bundle.
 pub const BUILD_ENV: &str = "/tmp/hermetic-build-env";

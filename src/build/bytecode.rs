@@ -61,6 +61,7 @@ for rel in skipped:
 /// What the step did.
 #[derive(Debug, Clone, Default)]
 pub struct BytecodeSummary {
+    /// How many `.pyc` files were written.
     pub compiled: usize,
     /// Bundle-relative `.py` files that are not valid Python 3.
     pub skipped: Vec<String>,

@@ -32,7 +32,9 @@ pub const DERIVED_IMAGE_LABEL: (&str, &str) = ("io.hermetic.role", "derived-buil
 /// The builder to run the offline phase in, with the system packages added.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct DerivedImage {
+    /// Image ID (`sha256:…`).
     pub image_id: String,
+    /// The tag it was made under; `None` when the builder is used as is.
     pub tag: Option<String>,
     /// Packages installed on top of the builder (requested and pulled in).
     pub packages: Vec<OsPackage>,

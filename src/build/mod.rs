@@ -39,7 +39,9 @@ use crate::progress::Phase;
 
 /// Shared state of one `hermetic build` run.
 pub struct BuildContext<'a> {
+    /// The engine every container runs on.
     pub engine: &'a Engine,
+    /// The plan being run.
     pub plan: &'a BuildPlan,
     /// Put on every container's label and in log file names.
     pub build_id: String,
@@ -56,9 +58,13 @@ pub struct BuildContext<'a> {
 pub struct BuildReport {
     /// The engine the build ran on (kind, version, endpoint).
     pub engine: crate::engine::EngineInfo,
+    /// Bundle name.
     pub name: String,
+    /// Bundle version.
     pub version: String,
+    /// Where the release files were written.
     pub out_dir: PathBuf,
+    /// One report per baseline.
     pub targets: Vec<TargetReport>,
     /// False when a smoke test failed (then nothing was published).
     pub passed: bool,
@@ -67,17 +73,27 @@ pub struct BuildReport {
 /// The result for one baseline.
 #[derive(Debug, Clone, Serialize)]
 pub struct TargetReport {
+    /// The baseline.
     pub glibc: Glibc,
+    /// File name of the archive in the output directory.
     pub archive: String,
+    /// Hex SHA-256 of the archive.
     pub sha256: String,
+    /// Size of the archive in bytes.
     pub size: u64,
+    /// File name of the build record.
     pub record: String,
     /// The in-toto statement with the SLSA provenance predicate.
     pub provenance: String,
+    /// Whether the outputs came from the cache instead of a build.
     pub cached: bool,
+    /// The builder the bundle was built in.
     pub builder: Option<builder::ResolvedBuilder>,
+    /// How many libraries the repair step vendored.
     pub vendored_libs: usize,
+    /// The smoke test's result, if the recipe has one.
     pub smoke: Option<smoke::SmokeReport>,
+    /// Time spent per phase, in milliseconds, in order.
     pub phases_ms: Vec<(String, u64)>,
 }
 
@@ -763,24 +779,40 @@ pub(crate) fn step_failed(step: &str, out: &ExecOutput, log: &Path) -> BuildErro
 /// Errors that stop a build.
 #[derive(Debug, thiserror::Error)]
 pub enum BuildError {
+    /// A fetched file does not have a hash the requirements allow.
     #[error("hash mismatch for {file}: expected sha256 {expected}, got {got}")]
     HashMismatch {
+        /// The file.
         file: String,
+        /// The hash the requirements give.
         expected: String,
+        /// The hex SHA-256 it has.
         got: String,
     },
 
+    /// A pinned requirement was not fetched.
     #[error("input {requirement} is missing: {reason}")]
-    InputMissing { requirement: String, reason: String },
+    InputMissing {
+        /// `name==version`.
+        requirement: String,
+        /// Why, as far as known.
+        reason: String,
+    },
 
+    /// A step in a container exited non-zero.
     #[error("step `{step}` failed with exit code {exit_code} (log: {}){}", log.display(), tail_text(tail))]
     Step {
+        /// The step, as its log names it.
         step: String,
+        /// Its exit code.
         exit_code: i64,
+        /// The last lines of its output.
         tail: Vec<String>,
+        /// The log file with all of its output.
         log: PathBuf,
     },
 
+    /// Files of the bundle still name build paths after relocation.
     #[error("the bundle still refers to build paths in: {files}")]
     BuildPaths {
         /// The files, capped for one line ([`crate::term::capped_list`]).
@@ -791,43 +823,76 @@ pub enum BuildError {
         bytecode: bool,
     },
 
+    /// The audit still finds problems after the repair step.
     #[error("after repair the bundle still does not comply with glibc {glibc}:\n{report}")]
-    NotCompliant { glibc: Glibc, report: String },
+    NotCompliant {
+        /// The baseline.
+        glibc: Glibc,
+        /// The audit's findings, as text.
+        report: String,
+    },
 
+    /// A launcher names no installed console script.
     #[error("launcher `{name}`: no console script of that name was installed in the runtime")]
-    Launcher { name: String },
+    Launcher {
+        /// The launcher.
+        name: String,
+    },
 
+    /// The recipe's Python version is unusable.
     #[error("python {wanted}: {reason}")]
-    Python { wanted: String, reason: String },
+    Python {
+        /// The version asked for.
+        wanted: String,
+        /// What is wrong with it.
+        reason: String,
+    },
 
+    /// A recorded input cannot be had for a rebuild.
     #[error(transparent)]
     Replay(#[from] ReplayError),
 
+    /// The builder's package family has no system package list.
     #[error(transparent)]
     Family(#[from] crate::plan::UncoveredFamily),
 
+    /// System packages are asked for, but the builder has no known package manager.
     #[error(
         "the builder {image} has no package manager hermetic knows (apt-get, dnf or yum), \
          and the recipe asks for system packages ({packages})"
     )]
-    NoPackageManager { image: String, packages: String },
+    NoPackageManager {
+        /// The builder image.
+        image: String,
+        /// The packages asked for.
+        packages: String,
+    },
 
+    /// The container engine failed.
     #[error(transparent)]
     Engine(#[from] EngineError),
+    /// The catalog has no builder or base for the request.
     #[error(transparent)]
     Catalog(#[from] CatalogError),
+    /// A builder image could not be made or checked.
     #[error(transparent)]
     Builder(#[from] BuilderError),
+    /// The archive could not be written or read.
     #[error(transparent)]
     Archive(#[from] ArchiveError),
+    /// An ELF file could not be audited or repaired.
     #[error(transparent)]
     Elf(#[from] ElfError),
+    /// The bundle could not be made relocatable.
     #[error(transparent)]
     Relocate(#[from] RelocateError),
+    /// The SBOM could not be made.
     #[error(transparent)]
     Sbom(#[from] crate::sbom::SbomError),
+    /// A JSON document could not be written.
     #[error(transparent)]
     Json(#[from] crate::json::JsonError),
+    /// A file could not be read or written.
     #[error("{0}")]
     Io(#[from] std::io::Error),
 }

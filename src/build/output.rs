@@ -18,9 +18,13 @@ use crate::plan::{BuildPlan, CollectPlan, PrunePlan, TargetPlan};
 /// What [`stage`] wrote.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Staged {
+    /// File names written to the output directory, in order.
     pub files: Vec<String>,
+    /// Hex SHA-256 of the archive.
     pub archive_sha256: String,
+    /// Size of the archive in bytes.
     pub archive_size: u64,
+    /// File name of the build record.
     pub record_name: String,
     /// How many libraries the repair step vendored (reported again when
     /// the outputs come from the cache).

@@ -23,12 +23,19 @@ pub struct SmokeReport {
     pub linkage_checked: usize,
     /// Libraries that resolved elsewhere or not at all: `file: soname => where`.
     pub linkage_problems: Vec<String>,
+    /// Image ID of the runtime image the test ran in.
     pub image: String,
+    /// Its Debian suite.
     pub suite: String,
+    /// Where the bundle was unpacked in the container.
     pub path: String,
+    /// The command run, as argv.
     pub command: Vec<String>,
+    /// Its exit code.
     pub exit_code: i64,
+    /// Whether it exited 0, printed what was expected, and every library resolved.
     pub passed: bool,
+    /// The last lines of its output.
     pub stdout_tail: Vec<String>,
     /// The smoke container's log: everything the command printed, and
     /// what arrived in the container.

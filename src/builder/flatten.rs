@@ -465,10 +465,15 @@ pub fn dpkg_status_packages(status: &str) -> BTreeMap<String, String> {
 /// What a flattened image's config keeps of its run settings.
 #[derive(Debug, Clone, Default)]
 pub struct RunConfig {
+    /// `Env`: the `NAME=value` environment entries.
     pub env: Vec<String>,
+    /// `Cmd`: the default command or arguments.
     pub cmd: Vec<String>,
+    /// `Entrypoint`: the program the command runs under.
     pub entrypoint: Vec<String>,
+    /// `WorkingDir`; empty for none.
     pub working_dir: String,
+    /// `User`; empty for the image default.
     pub user: String,
     /// Only `io.hermetic.*` labels: engines add their own (buildah's
     /// `io.buildah.version`), which would make the ID differ per engine.

@@ -15,12 +15,15 @@ pub struct BundleMeta {
     pub format: u32,
     /// Bundle name (also its top directory).
     pub name: String,
+    /// Bundle version, from the recipe.
     pub version: String,
     /// glibc baseline, e.g. "2.31".
     pub glibc: crate::glibc::Glibc,
     /// Entry points exposed as launchers at the bundle top.
     pub launchers: Vec<String>,
+    /// The CPython runtime inside.
     pub python: PythonRuntime,
+    /// The builder image it was built in.
     pub builder: BuilderImage,
     /// Wheels and sdists fetched with hash checks, sorted by filename.
     pub inputs: Vec<FetchedInput>,
@@ -30,6 +33,7 @@ pub struct BundleMeta {
     pub vendored_libs: Vec<VendoredLib>,
     /// Files produced by the recipe's own build commands, sorted by path.
     pub native_files: Vec<NativeFile>,
+    /// `SOURCE_DATE_EPOCH`: every timestamp in the bundle.
     pub source_date_epoch: u64,
     /// Source tree hash of the local project, if any.
     pub source_tree_sha256: Option<String>,
@@ -46,6 +50,7 @@ pub struct PythonRuntime {
     /// Where its source tarball came from (upstream builders: the python.org
     /// release their CPython is built from, with no hash of ours).
     pub source_url: Option<String>,
+    /// Hex SHA-256 of that tarball, when hermetic checked it.
     pub source_sha256: Option<String>,
     /// Path relative to the bundle top (`python/runtime`).
     pub path: String,
@@ -67,7 +72,9 @@ pub struct BuilderImage {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum InputKind {
+    /// A built distribution (`.whl`).
     Wheel,
+    /// A source distribution, built in the builder.
     Sdist,
 }
 
@@ -75,11 +82,15 @@ pub enum InputKind {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct FetchedInput {
+    /// File name as fetched.
     pub filename: String,
+    /// Hex SHA-256 of the file, checked against the recipe's hashes.
     pub sha256: String,
+    /// Wheel or sdist.
     pub kind: InputKind,
     /// Normalised project name (PEP 503).
     pub project: String,
+    /// Project version.
     pub version: String,
 }
 
@@ -87,8 +98,11 @@ pub struct FetchedInput {
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct OsPackage {
+    /// Package name.
     pub name: String,
+    /// Exact package version.
     pub version: String,
+    /// Package architecture (e.g. `amd64`).
     pub arch: String,
     /// "deb" or "rpm".
     pub kind: String,
@@ -104,6 +118,7 @@ pub struct VendoredLib {
     pub original_soname: String,
     /// Where it was found in the builder.
     pub source_path: String,
+    /// Hex SHA-256 of the vendored copy.
     pub sha256: String,
     /// The OS package that owned it in the builder, if any.
     pub package: Option<OsPackage>,
@@ -113,7 +128,9 @@ pub struct VendoredLib {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct NativeFile {
+    /// Path in the bundle, relative to its top.
     pub path: String,
+    /// Hex SHA-256 of the file.
     pub sha256: String,
 }
 

@@ -82,30 +82,45 @@ impl BuildPaths {
 /// What [`relocate`] changed.
 #[derive(Debug, Clone, Default, serde::Serialize)]
 pub struct RelocateReport {
+    /// Scripts whose shebang now finds the bundle's Python.
     pub scripts: Vec<String>,
+    /// `*-config` scripts and sysconfig data whose build prefix became the placeholder.
     pub sysconfig: Vec<String>,
+    /// pkg-config files rewritten to a relative prefix.
     pub pkgconfig: Vec<String>,
+    /// Files removed (`direct_url.json`, which names a build path).
     pub removed: Vec<String>,
     /// Other text files whose prefix became the placeholder.
     pub other: Vec<String>,
+    /// `RECORD` files whose entries were updated for the files changed or removed.
     pub records_updated: Vec<String>,
 }
 
 /// A build path found in a bundle file.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
 pub struct Hit {
+    /// The file, relative to the bundle top.
     pub path: String,
+    /// The build path found in it.
     pub needle: String,
+    /// Whether the file is an ELF object.
     pub elf: bool,
 }
 
 /// Errors making a bundle relocatable.
 #[derive(Debug, thiserror::Error)]
 pub enum RelocateError {
+    /// Reading or writing a bundle file failed.
     #[error("{0}")]
     Io(#[from] std::io::Error),
+    /// A file still names a build path.
     #[error("{} still refers to build path {needle}", path.display())]
-    Leftover { path: PathBuf, needle: String },
+    Leftover {
+        /// The file.
+        path: PathBuf,
+        /// The build path it names.
+        needle: String,
+    },
 }
 
 /// Rewrites the files of the bundle rooted at `top` (the `<name>/` dir).

@@ -28,13 +28,19 @@ pub enum Finding {
         /// The undefined symbol bound to the version (`None` when the file
         /// needs the version without binding a symbol to it).
         symbol: Option<String>,
+        /// The symbol version needed, e.g. `GLIBC_2.34`.
         version: String,
+        /// The host library that would have to provide it.
         library: String,
     },
     /// A `DT_NEEDED` library that is neither in the tree nor provided by the host.
-    LibraryNotAllowed { library: String },
+    LibraryNotAllowed {
+        /// The `DT_NEEDED` name.
+        library: String,
+    },
     /// A `DT_NEEDED` library that exists in the tree but not where ld.so looks.
     NeededUnresolved {
+        /// The `DT_NEEDED` name.
         library: String,
         /// Tree files with that name that the search path misses.
         elsewhere: Vec<String>,
@@ -43,15 +49,27 @@ pub enum Finding {
     NonOriginRunpath {
         /// `RPATH` or `RUNPATH`.
         tag: String,
+        /// The entry as written.
         entry: String,
     },
     /// A symbol the policy forbids taking from a host library.
-    BlacklistedSymbol { symbol: String, library: String },
+    BlacklistedSymbol {
+        /// The symbol.
+        symbol: String,
+        /// The host library it is taken from.
+        library: String,
+    },
     /// An ELF file for another machine than x86_64.
-    ForeignMachine { machine: String },
+    ForeignMachine {
+        /// The machine the file is built for.
+        machine: String,
+    },
     /// A file that carries the ELF magic but does not parse, or is named
     /// like a shared library but is not ELF.
-    Corrupt { problem: String },
+    Corrupt {
+        /// What is wrong, as one sentence.
+        problem: String,
+    },
 }
 
 impl Finding {
@@ -108,6 +126,7 @@ impl Finding {
 pub struct FileReport {
     /// Path relative to the tree root.
     pub path: String,
+    /// The problems found in the file.
     pub findings: Vec<Finding>,
 }
 

@@ -26,7 +26,9 @@ const GNU_PROPERTY_X86_ISA_1_NEEDED: u32 = 0xc000_8002;
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "lowercase")]
 pub enum ElfClass {
+    /// 32-bit (`ELFCLASS32`).
     Elf32,
+    /// 64-bit (`ELFCLASS64`).
     Elf64,
 }
 
@@ -69,9 +71,11 @@ pub struct VersionNeed {
 pub struct ElfFacts {
     /// Path relative to the tree root, `/`-separated.
     pub path: String,
+    /// Word size.
     pub class: ElfClass,
     /// Machine, e.g. `x86_64`, `i686`, `aarch64` (goblin's name, lowercased, otherwise).
     pub machine: String,
+    /// Executable, shared object or other.
     pub kind: ElfKind,
     /// `PT_INTERP`, the program interpreter, when set.
     pub interpreter: Option<String>,

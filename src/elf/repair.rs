@@ -67,7 +67,9 @@ pub struct VendoredLib {
 /// `patchelf --replace-needed old new`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct ReplaceNeeded {
+    /// The `DT_NEEDED` name to replace.
     pub old: String,
+    /// The name of the vendored copy.
     pub new: String,
 }
 
@@ -76,7 +78,10 @@ pub struct ReplaceNeeded {
 #[serde(tag = "action", rename_all = "snake_case")]
 pub enum RpathEdit {
     /// `patchelf --set-rpath VALUE` (patchelf writes it as `DT_RUNPATH`).
-    Set { value: String },
+    Set {
+        /// The new search path.
+        value: String,
+    },
     /// `patchelf --remove-rpath`: every entry was absolute.
     Remove,
 }
@@ -86,15 +91,20 @@ pub enum RpathEdit {
 pub struct FileEdit {
     /// Path relative to the bundle root.
     pub path: String,
+    /// `DT_NEEDED` names to change to vendored copies.
     pub replace_needed: Vec<ReplaceNeeded>,
+    /// A new `DT_SONAME` (for a vendored library).
     pub set_soname: Option<String>,
+    /// What to do with the RPATH/RUNPATH, if anything.
     pub rpath: Option<RpathEdit>,
 }
 
 /// A library nothing could find.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct UnresolvedLib {
+    /// The `DT_NEEDED` name.
     pub soname: String,
+    /// The file that needs it.
     pub needed_by: String,
 }
 

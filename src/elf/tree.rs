@@ -82,7 +82,10 @@ pub enum Resolution {
     Found(String),
     /// Not on the file's `$ORIGIN` search path; `elsewhere` lists tree files
     /// with that name that the search path misses.
-    Missing { elsewhere: Vec<String> },
+    Missing {
+        /// Tree files with that name that the search path misses.
+        elsewhere: Vec<String>,
+    },
 }
 
 /// Whether a file name looks like a shared library: `*.so` or `*.so.N[.M…]`.

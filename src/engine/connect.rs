@@ -151,7 +151,12 @@ pub enum EngineEndpoint {
     /// A Unix socket.
     Unix(PathBuf),
     /// `host:port` over TCP, with TLS when `tls` names the client files.
-    Tcp { addr: String, tls: Option<TlsFiles> },
+    Tcp {
+        /// `host:port`.
+        addr: String,
+        /// The client files, when the connection is TLS.
+        tls: Option<TlsFiles>,
+    },
     /// `[user@]host` through the system `ssh` (a port comes from
     /// `~/.ssh/config`).
     Ssh(String),

@@ -85,6 +85,7 @@ pub struct ContainerSpec {
     pub build_id: String,
     /// Role label value, e.g. `fetch`, `build`, `smoke`, `exec`.
     pub role: String,
+    /// Whether the container gets a network, and which.
     pub network: Network,
     /// Drop all capabilities and set `no-new-privileges`.
     pub hardened: bool,
@@ -97,10 +98,13 @@ pub struct ContainerSpec {
 /// One command to run in a container.
 #[derive(Debug, Clone, Default)]
 pub struct ExecSpec {
+    /// The command and its arguments.
     pub cmd: Vec<String>,
     /// `uid:gid` or a user name; `None` runs as the image's user.
     pub user: Option<String>,
+    /// Working directory; `None`: the image's.
     pub workdir: Option<String>,
+    /// `NAME=value` entries added to the container's environment.
     pub env: Vec<String>,
 }
 
@@ -123,6 +127,7 @@ impl ExecSpec {
 /// The result of one exec.
 #[derive(Debug, Clone)]
 pub struct ExecOutput {
+    /// The command's exit code.
     pub exit_code: i64,
     /// Stdout (kept: steps like `ldconfig -p` are parsed), at most
     /// [`STDOUT_LIMIT`] bytes of it, lines longer than
@@ -145,6 +150,7 @@ pub struct Container {
 /// What `hermetic gc` removed.
 #[derive(Debug, Clone, Default, serde::Serialize)]
 pub struct GcReport {
+    /// IDs of the containers removed.
     pub removed: Vec<String>,
     /// Containers of hermetic processes still running here (kept).
     pub skipped_live: Vec<String>,

@@ -20,21 +20,28 @@ use crate::progress;
 pub struct ImageInfo {
     /// The image ID (`sha256:<hex>`): the digest of its config.
     pub id: String,
+    /// `name:tag` references that point at it.
     pub repo_tags: Vec<String>,
     /// `name@sha256:<manifest digest>` for images that came from a registry.
     pub repo_digests: Vec<String>,
+    /// The image's labels.
     pub labels: HashMap<String, String>,
+    /// Size in bytes, as the engine reports it.
     pub size: i64,
 }
 
 /// A Dockerfile build request: the context is a tar file on the host.
 #[derive(Debug, Clone)]
 pub struct BuildImageSpec {
+    /// The build context, a tar file.
     pub context_tar: PathBuf,
     /// Path of the Dockerfile inside the context.
     pub dockerfile: String,
+    /// The tag the image is built under.
     pub tag: String,
+    /// `--build-arg` values, by name.
     pub build_args: HashMap<String, String>,
+    /// Labels put on the image.
     pub labels: HashMap<String, String>,
     /// Log file that receives the builder's output.
     pub log: PathBuf,

@@ -37,7 +37,9 @@ pub const LABEL_ROLE: &str = "io.hermetic.role";
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
 #[serde(rename_all = "lowercase")]
 pub enum EngineKind {
+    /// Docker Engine (or a Docker-API engine that does not say it is Podman).
     Docker,
+    /// Podman's Docker-compatible API service.
     Podman,
 }
 
@@ -121,12 +123,16 @@ impl std::fmt::Debug for Engine {
 /// Facts about the engine, for `--json` output and build records.
 #[derive(Debug, Clone, serde::Serialize)]
 pub struct EngineInfo {
+    /// Docker or Podman.
     pub kind: EngineKind,
+    /// The endpoint connected to.
     pub endpoint: String,
     /// Whether the connection to the engine is TLS (a `tcp://` endpoint
     /// with `DOCKER_TLS_VERIFY`).
     pub tls: bool,
+    /// The engine's own version.
     pub server_version: String,
+    /// The API version spoken.
     pub api_version: String,
 }
 
@@ -166,89 +172,171 @@ impl Engine {
 /// Errors talking to the container engine. Each names the thing involved.
 #[derive(Debug, thiserror::Error)]
 pub enum EngineError {
+    /// No endpoint tried answered.
     #[error("no container engine reachable; tried {}", tried.join(", "))]
-    NotReachable { tried: Vec<String> },
+    NotReachable {
+        /// The endpoints tried, in order, each with why it failed.
+        tried: Vec<String>,
+    },
 
+    /// The engine at an endpoint could not be connected to.
     #[error("cannot connect to the container engine at {endpoint}: {reason}")]
-    Connect { endpoint: String, reason: String },
-
-    #[error("cannot connect to the container engine at {endpoint}: TLS client file {}: {reason}", path.display())]
-    TlsFile {
+    Connect {
+        /// The endpoint.
         endpoint: String,
-        path: PathBuf,
+        /// Why not.
         reason: String,
     },
 
+    /// A TLS client file (CA, certificate or key) could not be used.
+    #[error("cannot connect to the container engine at {endpoint}: TLS client file {}: {reason}", path.display())]
+    TlsFile {
+        /// The endpoint.
+        endpoint: String,
+        /// The file.
+        path: PathBuf,
+        /// What is wrong with it.
+        reason: String,
+    },
+
+    /// The TLS handshake or the TLS setup failed.
     #[error("cannot connect to the container engine at {endpoint} over TLS: {reason}")]
-    Tls { endpoint: String, reason: String },
+    Tls {
+        /// The endpoint.
+        endpoint: String,
+        /// Why.
+        reason: String,
+    },
 
+    /// The endpoint answers only TLS, and TLS was not asked for.
     #[error("the container engine at {endpoint} only speaks TLS, and DOCKER_TLS_VERIFY is not set")]
-    PlainToTls { endpoint: String },
+    PlainToTls {
+        /// The endpoint.
+        endpoint: String,
+    },
 
+    /// The engine could not be reached through `ssh`.
     #[error("cannot reach the container engine at {endpoint} through ssh: {reason}")]
-    Ssh { endpoint: String, reason: String },
+    Ssh {
+        /// The endpoint.
+        endpoint: String,
+        /// Why.
+        reason: String,
+    },
 
+    /// The socket exists but this user may not open it.
     #[error("permission denied on the engine socket {socket}")]
-    PermissionDenied { socket: PathBuf },
+    PermissionDenied {
+        /// The socket.
+        socket: PathBuf,
+    },
 
+    /// The engine did not answer `/_ping` in time.
     #[error("engine at {endpoint} did not answer within {}s", timeout.as_secs())]
-    Timeout { endpoint: String, timeout: Duration },
+    Timeout {
+        /// The endpoint.
+        endpoint: String,
+        /// How long was waited.
+        timeout: Duration,
+    },
 
+    /// The engine answered `/_ping` but not `/version` in time.
     #[error("engine at {endpoint} answered /_ping but not /version within {}s", timeout.as_secs())]
-    Unresponsive { endpoint: String, timeout: Duration },
+    Unresponsive {
+        /// The endpoint.
+        endpoint: String,
+        /// How long was waited.
+        timeout: Duration,
+    },
 
+    /// An image is not in the engine and could not be pulled.
     #[error("image {reference} is not present and could not be pulled: {reason}")]
     ImageUnavailable {
+        /// The image reference.
         reference: String,
+        /// Why the pull failed.
         reason: String,
+        /// What the user can do about it, when known.
         hint: Option<String>,
     },
 
+    /// A pulled image does not have the digest its reference pins.
     #[error("pulled image {reference} has digest(s) {}, not the pinned {expected}", got.join(", "))]
     DigestMismatch {
+        /// The pinned reference.
         reference: String,
+        /// The digest pinned.
         expected: String,
+        /// The digests the pulled image has.
         got: Vec<String>,
     },
 
+    /// A reference that must be pinned has no `@sha256:` digest.
     #[error("image reference {reference} is not pinned by digest (expected name@sha256:<64 hex>)")]
-    NotPinned { reference: String },
+    NotPinned {
+        /// The reference.
+        reference: String,
+    },
 
+    /// A Dockerfile build failed.
     #[error("building image {tag} failed: {reason} (log: {})", log.display())]
     Build {
+        /// The tag being built.
         tag: String,
+        /// Why it failed.
         reason: String,
+        /// The log file with the build's output.
         log: PathBuf,
     },
 
+    /// Importing a root file system tarball as an image failed.
     #[error("importing rootfs {} as {tag} failed: {reason}", tarball.display())]
     Import {
+        /// The tarball.
         tarball: PathBuf,
+        /// The tag it was to get.
         tag: String,
+        /// Why it failed.
         reason: String,
     },
 
+    /// An engine request about a container failed.
     #[error("container {container}: {action} failed: {source}")]
     Container {
+        /// The container's ID or name.
         container: String,
+        /// What was being done, e.g. `start`.
         action: &'static str,
+        /// The engine client's error.
         #[source]
         source: Box<bollard::errors::Error>,
     },
 
+    /// A path asked for is not in the container.
     #[error("{path} not found in container {container}")]
-    PathNotFound { container: String, path: String },
+    PathNotFound {
+        /// The container's ID or name.
+        container: String,
+        /// The path.
+        path: String,
+    },
 
+    /// An engine request not about one container failed.
     #[error("engine request {action} failed: {source}")]
     Api {
+        /// What was being done.
         action: &'static str,
+        /// The engine client's error.
         #[source]
         source: Box<bollard::errors::Error>,
     },
 
+    /// Local I/O for an engine operation failed.
     #[error("{action}: {source}")]
     Io {
+        /// What was being done, naming the file.
         action: String,
+        /// The underlying error.
         #[source]
         source: std::io::Error,
     },

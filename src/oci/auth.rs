@@ -22,6 +22,7 @@ use super::OciError;
 pub struct Secret(String);
 
 impl Secret {
+    /// Wraps a password or token.
     pub fn new(s: impl Into<String>) -> Self {
         Secret(s.into())
     }
@@ -46,7 +47,9 @@ impl fmt::Display for Secret {
 /// A user name and its secret.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Credentials {
+    /// The user name.
     pub username: String,
+    /// The password or token.
     pub password: Secret,
 }
 
@@ -64,10 +67,15 @@ impl Credentials {
 /// A parsed `WWW-Authenticate` challenge.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Challenge {
+    /// `Basic`: send the user name and password.
     Basic,
+    /// `Bearer`: fetch a token from `realm` and send that.
     Bearer {
+        /// The token endpoint URL.
         realm: String,
+        /// The `service` parameter for the token request.
         service: Option<String>,
+        /// The `scope` parameter for the token request.
         scope: Option<String>,
     },
 }

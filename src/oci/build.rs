@@ -82,11 +82,17 @@ impl ImageSettings {
 /// One layer of the built image.
 #[derive(Debug, Clone, Serialize)]
 pub struct LayerReport {
+    /// Which layer this is (base, runtime, deps, app).
     pub role: LayerRole,
+    /// The layer's media type (gzip-compressed tar).
     pub media_type: String,
+    /// `sha256:…` of the compressed layer blob.
     pub digest: String,
+    /// Size of the compressed blob in bytes.
     pub size: u64,
+    /// `sha256:…` of the uncompressed tar stream.
     pub diff_id: String,
+    /// Regular files in the layer (not counted for the base: 0).
     pub files: u64,
 }
 
@@ -95,36 +101,52 @@ pub struct LayerReport {
 pub struct BuiltImage {
     /// The staging directory (a sibling of `--oci-layout` when given).
     pub staged: tempfile::TempDir,
+    /// Image name (the repository part).
     pub name: String,
+    /// Image tag.
     pub tag: String,
+    /// `sha256:…` of the image manifest.
     pub manifest_digest: String,
+    /// `sha256:…` of the config (the engine's image ID).
     pub config_digest: String,
+    /// The layers, bottom first.
     pub layers: Vec<LayerReport>,
+    /// Digest of the SBOM artifact manifest, when the bundle has an SBOM.
     pub sbom_manifest: Option<String>,
     /// Base suite and its rootfs SHA-256.
     pub base: String,
+    /// Hex SHA-256 of the base's rootfs tarball.
     pub base_sha256: String,
 }
 
 /// The result of `hermetic image`, for `--json`.
 #[derive(Debug, Clone, Serialize)]
 pub struct ImageReport {
+    /// Image name (the repository part).
     pub name: String,
+    /// Image tag.
     pub tag: String,
     /// `sha256:…` of the image manifest.
     pub manifest_digest: String,
     /// `sha256:…` of the config (the engine's image ID).
     pub config_digest: String,
+    /// Base, by Debian suite.
     pub base: String,
+    /// Hex SHA-256 of the base's rootfs tarball.
     pub base_sha256: String,
+    /// The layers, bottom first.
     pub layers: Vec<LayerReport>,
     /// Sum of the compressed layer sizes.
     pub compressed_size: u64,
+    /// Digest of the SBOM artifact manifest, when the bundle has an SBOM.
     pub sbom_manifest: Option<String>,
+    /// `--oci-layout`: where the layout was written, if asked.
     pub oci_layout: Option<PathBuf>,
     /// What the engine reported after `--load`.
     pub loaded: Option<String>,
+    /// What `--push` did, if asked.
     pub pushed: Option<PushReport>,
+    /// Wall time of the whole command, in milliseconds.
     pub elapsed_ms: u64,
 }
 

@@ -45,6 +45,7 @@ impl LayerRole {
     /// The bundle layers, in stacking order.
     pub const BUNDLE: [LayerRole; 3] = [LayerRole::Runtime, LayerRole::Deps, LayerRole::App];
 
+    /// The role's name: `base`, `runtime`, `deps` or `app`.
     pub fn as_str(self) -> &'static str {
         match self {
             LayerRole::Base => "base",

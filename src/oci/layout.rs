@@ -60,6 +60,7 @@ impl LayoutWriter {
         })
     }
 
+    /// The layout's directory.
     pub fn dir(&self) -> &Path {
         &self.dir
     }
@@ -130,7 +131,9 @@ pub fn persist(staged: tempfile::TempDir, dest: &Path) -> Result<(), OciError> {
 /// A layout read from disk.
 #[derive(Debug, Clone)]
 pub struct Layout {
+    /// The layout's directory.
     pub dir: PathBuf,
+    /// Its `index.json`.
     pub index: ImageIndex,
 }
 
@@ -173,6 +176,7 @@ impl Layout {
         Ok(bytes)
     }
 
+    /// Where the blob with this `sha256:…` digest is in the layout.
     pub fn blob_path(&self, digest: &str) -> PathBuf {
         blob_path(&self.dir, digest)
     }

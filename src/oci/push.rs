@@ -42,6 +42,7 @@ pub struct PushTarget {
     pub reference: String,
     /// With `password`: explicit credentials (else Docker's config).
     pub username: Option<String>,
+    /// The password or token for `username`.
     pub password: Option<Secret>,
     /// Plain HTTP even for non-loopback registries.
     pub insecure: bool,
@@ -49,6 +50,7 @@ pub struct PushTarget {
     pub chunk_size: u64,
     /// Extra repositories (same registry) to try mounting blobs from.
     pub mount_from: Vec<String>,
+    /// How failed requests are retried.
     pub retry: RetryPolicy,
 }
 
@@ -70,7 +72,9 @@ impl PushTarget {
 /// `hermetic push`: a layout and a target.
 #[derive(Debug, Clone)]
 pub struct PushSettings {
+    /// The OCI layout directory to push.
     pub layout: PathBuf,
+    /// Where to push it, and how.
     pub target: PushTarget,
 }
 
@@ -82,17 +86,22 @@ pub enum BlobOutcome {
     Exists,
     /// Mounted from another repository of the registry.
     Mounted,
+    /// Sent by this push.
     Uploaded,
 }
 
 /// One blob of the push.
 #[derive(Debug, Clone, Serialize)]
 pub struct BlobReport {
+    /// `sha256:…` of the blob.
     pub digest: String,
+    /// Size in bytes.
     pub size: u64,
+    /// Whether it was there, mounted or uploaded.
     pub outcome: BlobOutcome,
     /// Upload attempts (0 when it existed or was mounted).
     pub attempts: u32,
+    /// The repository it was mounted from, if it was.
     pub mounted_from: Option<String>,
 }
 
@@ -110,17 +119,23 @@ pub struct SbomReport {
 /// The result of a push, for `--json`.
 #[derive(Debug, Clone, Serialize)]
 pub struct PushReport {
+    /// The registry host.
     pub registry: String,
+    /// The repository.
     pub repository: String,
     /// `sha256:…` of the image manifest.
     pub digest: String,
     /// `registry/repo@sha256:…`.
     pub pinned: String,
+    /// The tags set on the manifest.
     pub tags: Vec<String>,
+    /// Every blob, with what happened to it.
     pub blobs: Vec<BlobReport>,
     /// Bytes of blobs sent (counting every upload attempt).
     pub bytes_uploaded: u64,
+    /// How the SBOM was attached, if the layout has one.
     pub sbom: Option<SbomReport>,
+    /// Wall time of the push, in milliseconds.
     pub elapsed_ms: u64,
 }
 

@@ -13,7 +13,9 @@ pub struct Reference {
     pub registry: String,
     /// Repository path, e.g. `acme/tool`.
     pub repository: String,
+    /// The tag, if given (`:tag`).
     pub tag: Option<String>,
+    /// The digest, if given (`@sha256:…`).
     pub digest: Option<String>,
 }
 

@@ -46,13 +46,19 @@ impl Default for RetryPolicy {
 /// What a request sends.
 #[derive(Debug, Clone)]
 pub enum Body {
+    /// No body.
     Empty,
+    /// These bytes.
     Bytes(Bytes),
     /// `len` bytes of a file from `offset`, counted on `bar`.
     File {
+        /// The file.
         path: PathBuf,
+        /// Where in it to start.
         offset: u64,
+        /// How many bytes to send.
         len: u64,
+        /// A progress bar to count the bytes on.
         bar: Option<ProgressBar>,
     },
 }
@@ -115,14 +121,17 @@ impl Registry {
         })
     }
 
+    /// The registry host (and port).
     pub fn registry(&self) -> &str {
         &self.registry
     }
 
+    /// The repository path.
     pub fn repository(&self) -> &str {
         &self.repository
     }
 
+    /// How failed requests are retried.
     pub fn retry(&self) -> RetryPolicy {
         self.retry
     }

@@ -2,6 +2,8 @@
 //! blobs). Shared by the `elf_*` integration tests.
 
 #![allow(dead_code)]
+// Tests fail by panicking: unwrap, expect and panic! are how they assert.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 use std::path::{Path, PathBuf};
 use std::process::Command;

@@ -3,6 +3,8 @@
 //! `bundle.json` and an SBOM.
 
 #![allow(dead_code)]
+// Tests fail by panicking: unwrap, expect and panic! are how they assert.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
