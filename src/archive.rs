@@ -1604,14 +1604,16 @@ fn free_bytes(dir: &Path) -> Result<u64, ArchiveError> {
     // is a NUL-terminated string that outlives the call.
     let mut stat: libc::statvfs = unsafe { std::mem::zeroed() };
     if unsafe { libc::statvfs(path.as_ptr(), &mut stat) } != 0 {
+        let e = io::Error::last_os_error();
         return Err(ArchiveError::Io(io::Error::new(
-            io::Error::last_os_error().kind(),
-            format!(
-                "cannot read the free space of {}: {}",
-                dir.display(),
-                io::Error::last_os_error()
-            ),
+            e.kind(),
+            format!("cannot read the free space of {}: {e}", dir.display()),
         )));
+    }
+    // A file system that reports no size at all (some FUSE ones) says
+    // nothing about its free space either: the write itself will tell.
+    if stat.f_blocks == 0 {
+        return Ok(u64::MAX);
     }
     // The fields are u64 on 64-bit Linux, narrower elsewhere.
     #[allow(clippy::useless_conversion)]
