@@ -714,6 +714,9 @@ pub async fn gc(global: &GlobalSettings, all: bool, images: bool, json: bool) ->
     let engine = connect(global).await?;
     let mut report = engine.gc(all).await?;
     report.removed_staging = crate::build::staging::gc(&crate::paths::home(), all)?;
+    if all {
+        report.removed_evidence = crate::build::smoke::gc_evidence(&crate::paths::home())?;
+    }
     if images {
         let (key, value) = crate::build::fetch::DERIVED_IMAGE_LABEL;
         for image in engine.images_labelled(&format!("{key}={value}")).await? {
@@ -737,6 +740,12 @@ pub async fn gc(global: &GlobalSettings, all: bool, images: bool, json: bool) ->
         for dir in &report.removed_staging {
             crate::outln!(
                 "removed staging directory {}",
+                crate::term::shown(&dir.display().to_string())
+            )?;
+        }
+        for dir in &report.removed_evidence {
+            crate::outln!(
+                "removed failed smoke test evidence {}",
                 crate::term::shown(&dir.display().to_string())
             )?;
         }

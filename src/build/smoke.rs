@@ -97,6 +97,31 @@ pub fn keep_evidence(
     Ok(dir)
 }
 
+/// Removes every failed smoke test's evidence under `home` (`hermetic gc
+/// --all`); returns the directories removed.
+pub fn gc_evidence(home: &Path) -> std::io::Result<Vec<std::path::PathBuf>> {
+    let failed = home.join("failed");
+    let entries = match fs_err::read_dir(&failed) {
+        Ok(entries) => entries,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+        Err(e) => return Err(e),
+    };
+    let mut removed = Vec::new();
+    for entry in entries {
+        let entry = entry?;
+        let is_evidence = entry
+            .file_name()
+            .to_string_lossy()
+            .starts_with("smoke-failed-");
+        if is_evidence && entry.file_type()?.is_dir() {
+            fs_err::remove_dir_all(entry.path())?;
+            removed.push(entry.path());
+        }
+    }
+    removed.sort();
+    Ok(removed)
+}
+
 /// Removes the oldest evidence directories of `failed` beyond `keep`.
 fn prune_evidence(failed: &Path, keep: usize) {
     let Ok(entries) = fs_err::read_dir(failed) else {
@@ -244,6 +269,28 @@ fn linkage_problems(output: &str, top: &str, policy: &Policy) -> Vec<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn gc_removes_only_evidence_directories() {
+        let home = tempfile::tempdir().unwrap();
+        let failed = home.path().join("failed");
+        fs_err::create_dir_all(failed.join("smoke-failed-a/bundle")).unwrap();
+        fs_err::create_dir_all(failed.join("smoke-failed-b")).unwrap();
+        fs_err::create_dir_all(failed.join("mine")).unwrap();
+        fs_err::write(failed.join("smoke-failed-note"), "a file").unwrap();
+        let removed = gc_evidence(home.path()).unwrap();
+        assert_eq!(
+            removed,
+            [failed.join("smoke-failed-a"), failed.join("smoke-failed-b")]
+        );
+        assert!(failed.join("mine").is_dir());
+        assert!(failed.join("smoke-failed-note").is_file());
+        assert!(
+            gc_evidence(&home.path().join("nothing"))
+                .unwrap()
+                .is_empty()
+        );
+    }
 
     #[test]
     fn linkage_output_is_judged() {

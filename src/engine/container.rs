@@ -160,6 +160,8 @@ pub struct GcReport {
     pub kept_images_in_use: Vec<String>,
     /// Staging directories of builds whose process is gone (`kill -9`).
     pub removed_staging: Vec<PathBuf>,
+    /// Failed smoke tests' evidence directories (`gc --all`).
+    pub removed_evidence: Vec<PathBuf>,
 }
 
 /// Label naming the process that made a container:
