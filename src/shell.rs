@@ -16,6 +16,16 @@ pub fn quote(word: &str) -> String {
     }
 }
 
+/// The words, each [`quote`]d, joined by spaces: a command line or an
+/// argument list for a script.
+pub fn join<S: AsRef<str>>(words: impl IntoIterator<Item = S>) -> String {
+    words
+        .into_iter()
+        .map(|w| quote(w.as_ref()))
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
 /// Quotes a word for `sh` in single quotes whatever it holds (`'` written
 /// as `'\''`): for generated scripts whose every argument is data, such as
 /// the repair script, where uniform quoting makes a review easy.
@@ -26,6 +36,15 @@ pub fn quote_always(word: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn joined_words_are_each_quoted() {
+        assert_eq!(
+            join(["sha256sum", "a b", "it's"]),
+            "sha256sum 'a b' 'it'\\''s'"
+        );
+        assert_eq!(join(Vec::<String>::new()), "");
+    }
 
     #[test]
     fn plain_words_stay_and_others_are_quoted() {

@@ -74,7 +74,7 @@ pub async fn derive_image(
     let container = engine.create_container(&spec).await?;
     let result = async {
         let before = list_packages(&container, family).await?;
-        let pkgs = sorted.iter().map(|p| crate::shell::quote(p)).collect::<Vec<_>>().join(" ");
+        let pkgs = crate::shell::join(&sorted);
         // The family the resolver found decides the tool, so a recipe's
         // Debian names never reach dnf, nor RPM names apt.
         let script = match family {

@@ -141,18 +141,14 @@ pub async fn repair(
     let owners = owners(container, plan.vendored.iter().map(|v| v.source.as_str())).await?;
     let mut vendored = Vec::new();
     // One sha256sum over every vendored file (after patchelf changed them).
-    let files: Vec<String> = plan
-        .vendored
-        .iter()
-        .map(|v| crate::shell::quote(&v.dest))
-        .collect();
+    let files = crate::shell::join(plan.vendored.iter().map(|v| v.dest.as_str()));
     let sums = run(
         container,
         "hash vendored libraries",
         &format!(
             "cd {} && sha256sum -- {}",
             crate::shell::quote(&bundle),
-            files.join(" ")
+            files
         ),
     )
     .await?;
@@ -189,7 +185,7 @@ async fn owners<'p>(
     if paths.is_empty() {
         return Ok(map);
     }
-    let quoted: Vec<String> = paths.iter().map(|p| crate::shell::quote(p)).collect();
+    let quoted = crate::shell::join(paths);
     let script = format!(
         "if command -v dpkg-query >/dev/null; then \
            for p in {paths}; do r=$(readlink -f \"$p\"); \
@@ -200,7 +196,7 @@ async fn owners<'p>(
            dpkg-query -W -f='Q\\t${{Package}}\\t${{Version}}\\t${{Architecture}}\\n'; \
          else for p in {paths}; do \
            printf 'R\\t%s\\t%s\\n' \"$p\" \"$(rpm -qf --qf '%{{NAME}}\\t%{{VERSION}}-%{{RELEASE}}\\t%{{ARCH}}' \"$p\" 2>/dev/null)\"; done; fi",
-        paths = quoted.join(" ")
+        paths = quoted
     );
     let out = container
         .exec(&crate::engine::ExecSpec::shell(script))

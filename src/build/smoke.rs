@@ -75,12 +75,7 @@ pub fn keep_evidence(
         archive.display(),
         report.suite,
         report.image,
-        report
-            .command
-            .iter()
-            .map(|w| crate::shell::quote(w))
-            .collect::<Vec<_>>()
-            .join(" "),
+        crate::shell::join(&report.command),
         report.exit_code,
     );
     if let Some(expect) = expect {
@@ -217,16 +212,13 @@ async fn check_linkage(
     if elf_files.is_empty() {
         return Ok(vec![]);
     }
-    let quoted: Vec<String> = elf_files
-        .iter()
-        .map(|f| crate::shell::quote(&format!("./{f}")))
-        .collect();
+    let quoted = crate::shell::join(elf_files.iter().map(|f| format!("./{f}")));
     // The loader's name differs between distros; ask the shell to find it.
     let script = format!(
         "cd {top} || exit 3; ld=$(ls /lib64/ld-linux-x86-64.so.2 /lib/x86_64-linux-gnu/ld-linux-x86-64.so.2 2>/dev/null | head -1); \
          for f in {files}; do echo \"== $f\"; \"$ld\" --list \"$f\" 2>&1; done",
         top = crate::shell::quote(top),
-        files = quoted.join(" ")
+        files = quoted
     );
     let out = container
         .exec(&ExecSpec {
