@@ -565,36 +565,47 @@ fn compare_big_files(
     expected: &Path,
     actual: &Path,
 ) -> Result<Vec<FileDiff>, VerifyError> {
-    use std::io::Read;
-    let (hash_a, size_a) = archive::sha256_file(expected)?;
-    let (hash_b, size_b) = archive::sha256_file(actual)?;
-    if hash_a == hash_b {
-        return Ok(vec![]);
-    }
-    let mut a = std::io::BufReader::new(fs_err::File::open(expected)?);
-    let mut b = std::io::BufReader::new(fs_err::File::open(actual)?);
+    use sha2::Digest;
+    // One pass over both: each file is read once, hashed, and compared
+    // chunk by chunk for the first differing byte.
+    let mut a = fs_err::File::open(expected)?;
+    let mut b = fs_err::File::open(actual)?;
+    let (mut hash_a, mut hash_b) = (sha2::Sha256::new(), sha2::Sha256::new());
     let (mut buf_a, mut buf_b) = (vec![0u8; 1 << 16], vec![0u8; 1 << 16]);
-    let mut offset = 0u64;
-    let first = loop {
+    let (mut size_a, mut size_b) = (0u64, 0u64);
+    let mut first = None;
+    loop {
         crate::cancel::check()?;
-        let n = a.read(&mut buf_a)?;
-        if n == 0 {
-            break offset;
+        let n = fill(&mut a, &mut buf_a)?;
+        let m = fill(&mut b, &mut buf_b)?;
+        if n == 0 && m == 0 {
+            break;
         }
-        let m = b.read(&mut buf_b[..n])?;
-        if let Some(i) = buf_a[..m].iter().zip(&buf_b[..m]).position(|(x, y)| x != y) {
-            break offset + i as u64;
+        if first.is_none() {
+            let common = n.min(m);
+            first = match buf_a[..common]
+                .iter()
+                .zip(&buf_b[..common])
+                .position(|(x, y)| x != y)
+            {
+                Some(i) => Some(size_a + i as u64),
+                // One file ended inside this chunk: they differ where it did.
+                None if n != m => Some(size_a + common as u64),
+                None => None,
+            };
         }
-        if m < n {
-            // `actual` is shorter, or its reader returned less: the rest
-            // of this chunk is compared on the next round.
-            if m == 0 {
-                break offset;
-            }
-            a.seek_relative(m as i64 - n as i64)?;
-        }
-        offset += m as u64;
+        hash_a.update(&buf_a[..n]);
+        hash_b.update(&buf_b[..m]);
+        size_a += n as u64;
+        size_b += m as u64;
+    }
+    let Some(first) = first else {
+        return Ok(vec![]);
     };
+    let (hash_a, hash_b) = (
+        hex::encode(hash_a.finalize()),
+        hex::encode(hash_b.finalize()),
+    );
     Ok(vec![FileDiff {
         archive: archive.to_string(),
         path: path.to_string(),
@@ -608,6 +619,20 @@ fn compare_big_files(
         }),
         detail: vec![format!("binary; first difference at byte {first}")],
     }])
+}
+
+/// Reads until `buf` is full or the file ends; returns the bytes read.
+fn fill(file: &mut impl std::io::Read, buf: &mut [u8]) -> std::io::Result<usize> {
+    let mut n = 0;
+    while n < buf.len() {
+        match file.read(&mut buf[n..]) {
+            Ok(0) => break,
+            Ok(k) => n += k,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(n)
 }
 
 /// The first few differing lines, `-` expected / `+` rebuilt.
