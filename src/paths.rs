@@ -54,31 +54,49 @@ pub fn fresh_log(name: &str) -> PathBuf {
     path
 }
 
-/// Removes the oldest regular files of `dir` (by modification time) beyond
-/// the newest `keep_files` whose sizes add up to at most `keep_bytes`;
-/// returns how many it removed.
-fn prune_logs(dir: &Path, keep_files: usize, keep_bytes: u64) -> std::io::Result<usize> {
-    let mut files = Vec::new();
+/// Removes the oldest entries of `dir` that `pick` chooses (by
+/// modification time) beyond the newest `keep` whose sizes add up to at
+/// most `keep_bytes`: files, or whole directories. Returns how many it
+/// removed. Logs and failed smoke tests' evidence are kept this way.
+pub(crate) fn prune_oldest(
+    dir: &Path,
+    keep: usize,
+    keep_bytes: u64,
+    pick: impl Fn(&std::fs::DirEntry, &std::fs::Metadata) -> bool,
+) -> std::io::Result<usize> {
+    let mut found = Vec::new();
     for entry in std::fs::read_dir(dir)? {
         let entry = entry?;
         let meta = entry.metadata()?;
-        if meta.is_file() {
+        if pick(&entry, &meta) {
             let modified = meta.modified().unwrap_or(std::time::UNIX_EPOCH);
-            files.push((modified, meta.len(), entry.path()));
+            found.push((modified, meta.len(), meta.is_dir(), entry.path()));
         }
     }
     // Newest first; the name breaks ties so the order is stable.
-    files.sort_by(|a, b| b.0.cmp(&a.0).then_with(|| a.2.cmp(&b.2)));
+    found.sort_by(|a, b| b.0.cmp(&a.0).then_with(|| a.3.cmp(&b.3)));
     let (mut kept, mut bytes, mut removed) = (0usize, 0u64, 0usize);
-    for (_, len, path) in files {
-        if kept < keep_files && bytes.saturating_add(len) <= keep_bytes {
+    for (_, len, is_dir, path) in found {
+        if kept < keep && bytes.saturating_add(len) <= keep_bytes {
             kept += 1;
             bytes += len;
-        } else if std::fs::remove_file(&path).is_ok() {
+            continue;
+        }
+        let gone = if is_dir {
+            std::fs::remove_dir_all(&path)
+        } else {
+            std::fs::remove_file(&path)
+        };
+        if gone.is_ok() {
             removed += 1;
         }
     }
     Ok(removed)
+}
+
+/// [`prune_oldest`] for the log directory: its regular files.
+fn prune_logs(dir: &Path, keep_files: usize, keep_bytes: u64) -> std::io::Result<usize> {
+    prune_oldest(dir, keep_files, keep_bytes, |_, meta| meta.is_file())
 }
 
 /// The lock file recording the image ID of each locally made image, one per

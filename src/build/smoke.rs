@@ -49,6 +49,9 @@ pub struct SmokeReport {
 /// `$HERMETIC_HOME/failed` (each holds an unpacked bundle).
 pub const EVIDENCE_KEPT: usize = 5;
 
+/// Prefix of an evidence directory's name under `$HERMETIC_HOME/failed`.
+pub const EVIDENCE_PREFIX: &str = "smoke-failed-";
+
 /// Keeps what a failed smoke test leaves to look at, in
 /// `$HERMETIC_HOME/failed/<build id>/`: the bundle unpacked from the very
 /// archive the smoke test ran (`bundle/`), the smoke container's log
@@ -64,8 +67,14 @@ pub fn keep_evidence(
 ) -> Result<std::path::PathBuf, BuildError> {
     let failed = crate::paths::home().join("failed");
     fs_err::create_dir_all(&failed)?;
-    prune_evidence(&failed, EVIDENCE_KEPT.saturating_sub(1));
-    let dir = failed.join(format!("smoke-failed-{build_id}"));
+    // Room for this one among the newest EVIDENCE_KEPT.
+    let _ = crate::paths::prune_oldest(
+        &failed,
+        EVIDENCE_KEPT.saturating_sub(1),
+        u64::MAX,
+        |e, meta| meta.is_dir() && e.file_name().to_string_lossy().starts_with(EVIDENCE_PREFIX),
+    );
+    let dir = failed.join(format!("{EVIDENCE_PREFIX}{build_id}"));
     let bundle = dir.join("bundle");
     fs_err::create_dir_all(&bundle)?;
     crate::archive::unpack_archive(archive, &bundle, crate::archive::unpack_limit()?)?;
@@ -107,7 +116,7 @@ pub fn gc_evidence(home: &Path) -> std::io::Result<Vec<std::path::PathBuf>> {
         let is_evidence = entry
             .file_name()
             .to_string_lossy()
-            .starts_with("smoke-failed-");
+            .starts_with(EVIDENCE_PREFIX);
         if is_evidence && entry.file_type()?.is_dir() {
             fs_err::remove_dir_all(entry.path())?;
             removed.push(entry.path());
@@ -115,22 +124,6 @@ pub fn gc_evidence(home: &Path) -> std::io::Result<Vec<std::path::PathBuf>> {
     }
     removed.sort();
     Ok(removed)
-}
-
-/// Removes the oldest evidence directories of `failed` beyond `keep`.
-fn prune_evidence(failed: &Path, keep: usize) {
-    let Ok(entries) = fs_err::read_dir(failed) else {
-        return;
-    };
-    let mut dirs: Vec<(std::time::SystemTime, std::path::PathBuf)> = entries
-        .flatten()
-        .filter(|e| e.file_name().to_string_lossy().starts_with("smoke-failed-"))
-        .filter_map(|e| Some((e.metadata().ok()?.modified().ok()?, e.path())))
-        .collect();
-    dirs.sort_by(|a, b| b.cmp(a));
-    for (_, dir) in dirs.into_iter().skip(keep) {
-        let _ = std::fs::remove_dir_all(dir);
-    }
 }
 
 /// Runs the smoke command against `archive`.
