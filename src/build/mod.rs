@@ -132,16 +132,16 @@ async fn run_targets(
     // without the 2.36 builder says so at once, not after the 2.31 build.
     // A rebuild from a record resolves as it goes: it checks the source
     // tree before anything talks to the engine.
-    let mut resolved = Vec::new();
+    let mut prepared = Vec::new();
     for target in &plan.targets {
-        let (python_exe, _) = python_names(&target.python)?;
-        resolved.push(match plan.replay {
+        let (python_exe, python_version) = python_names(&target.python)?;
+        let resolved = match plan.replay {
             None => Some(resolve_target_builder(engine, target, &python_exe).await?),
             Some(_) => None,
-        });
+        };
+        prepared.push((target, python_exe, python_version, resolved));
     }
-    for (target, resolved) in plan.targets.iter().zip(resolved) {
-        let (python_exe, python_version) = python_names(&target.python)?;
+    for (target, python_exe, python_version, resolved) in prepared {
         let ctx = BuildContext {
             engine,
             plan,
