@@ -417,6 +417,29 @@ fn six_recipe(dir: &Path, hash: &str) -> PathBuf {
 
 const SIX_SHA256: &str = "8abb2f1d86890a2dfb989f9a77cfcfd3e47c2a354b01111771326f8aa26e0254";
 
+/// `hermetic [global…] build -r RECIPE --out OUT --rebuild [extra…]`.
+fn build_recipe(recipe: &Path, out_dir: &Path, global: &[&str], extra: &[&str]) -> Output {
+    let mut args = global.to_vec();
+    args.extend([
+        "build",
+        "-r",
+        recipe.to_str().unwrap(),
+        "--out",
+        out_dir.to_str().unwrap(),
+        "--rebuild",
+    ]);
+    args.extend(extra);
+    hermetic(&args)
+}
+
+/// A failed build wrote nothing into `--out`.
+fn assert_no_output(out_dir: &Path) {
+    let left: Vec<_> = fs_err::read_dir(out_dir)
+        .map(|d| d.collect())
+        .unwrap_or_default();
+    assert!(left.is_empty(), "output left behind: {left:?}");
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn wrong_hash_names_the_file_and_both_hashes_and_writes_nothing() {
     let Some(engine) = common::engine_or_skip("wrong_hash").await else {
@@ -427,14 +450,7 @@ async fn wrong_hash_names_the_file_and_both_hashes_and_writes_nothing() {
     let wrong = "0".repeat(64);
     let recipe = six_recipe(dir.path(), &wrong);
     let out_dir = dir.path().join("dist");
-    let out = hermetic(&[
-        "build",
-        "-r",
-        recipe.to_str().unwrap(),
-        "--out",
-        out_dir.to_str().unwrap(),
-        "--rebuild",
-    ]);
+    let out = build_recipe(&recipe, &out_dir, &[], &[]);
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(2), "{}", text(&out));
     assert!(
@@ -445,10 +461,7 @@ async fn wrong_hash_names_the_file_and_both_hashes_and_writes_nothing() {
         stderr.contains(&wrong) && stderr.contains(SIX_SHA256),
         "{stderr}"
     );
-    let left: Vec<_> = fs_err::read_dir(&out_dir)
-        .map(|d| d.collect())
-        .unwrap_or_default();
-    assert!(left.is_empty(), "output left behind: {left:?}");
+    assert_no_output(&out_dir);
 }
 
 /// Runs hermetic the way reprotest's second build runs: from `/`, with
@@ -858,17 +871,7 @@ async fn a_missing_builder_for_a_later_baseline_stops_the_build_before_any_work(
     let dir = tempfile::tempdir().unwrap();
     let recipe = six_recipe(dir.path(), SIX_SHA256);
     let out_dir = dir.path().join("dist");
-    let out = hermetic(&[
-        "-v",
-        "build",
-        "-r",
-        recipe.to_str().unwrap(),
-        "--glibc",
-        "2.31,2.34",
-        "--out",
-        out_dir.to_str().unwrap(),
-        "--rebuild",
-    ]);
+    let out = build_recipe(&recipe, &out_dir, &["-v"], &["--glibc", "2.31,2.34"]);
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(2), "{}", text(&out));
     assert!(stderr.contains("manylinux_2_34"), "{stderr}");
@@ -897,14 +900,7 @@ async fn a_failed_smoke_test_keeps_the_bundle_and_its_output_to_look_at() {
     )
     .unwrap();
     let out_dir = dir.path().join("dist");
-    let out = hermetic(&[
-        "build",
-        "-r",
-        recipe.to_str().unwrap(),
-        "--out",
-        out_dir.to_str().unwrap(),
-        "--rebuild",
-    ]);
+    let out = build_recipe(&recipe, &out_dir, &[], &[]);
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert_eq!(out.status.code(), Some(1), "{}", text(&out));
     let evidence = stdout
@@ -929,10 +925,7 @@ async fn a_failed_smoke_test_keeps_the_bundle_and_its_output_to_look_at() {
     let log = fs_err::read_to_string(evidence.join("smoke.log")).unwrap();
     assert!(log.contains("ok 1.16.0"), "{log}");
     assert!(!evidence.starts_with(&out_dir));
-    let left: Vec<_> = fs_err::read_dir(&out_dir)
-        .map(|d| d.collect())
-        .unwrap_or_default();
-    assert!(left.is_empty(), "output left behind: {left:?}");
+    assert_no_output(&out_dir);
     fs_err::remove_dir_all(&evidence).unwrap();
 }
 
